@@ -1,0 +1,196 @@
+"""Run configuration: every knob of one training run, in one place.
+
+A run *is* its config: :func:`run_id` hashes the canonical JSON of a
+:class:`RunConfig`, so two studies that ask for the same run share it in the
+store. Field names are unique across the sections so that the tidy tables can
+use them as flat column names (``op``, ``p``, ``lr``, ``alpha``, ``seed`` ...).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .errors import ConfigError
+
+OPS = ("add", "sub", "mul", "div", "x2_plus_y2", "x2_plus_xy_plus_y2", "x3_plus_xy")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    op: str = "add"  # which binary operation mod p (see grokking_theories.tasks.OPS)
+    p: int = 59  # modulus; prime so that every op (div, mul) is a group/field operation
+    train_frac: float = 0.5  # fraction of all pairs used for training; grokking lives at 0.3-0.5
+    split_seed: int = 0  # seeds the train/test split only, independent of the model seed (Power et al.)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "mlp"  # "mlp" (cheap, CPU sweeps) or "transformer" (Nanda et al. 2023, exactly)
+    width: int = 256  # MLP hidden width: the double-descent knob; ignored by the transformer
+    d_model: int = 128  # transformer residual width (Nanda: 128)
+    n_heads: int = 4  # transformer heads (Nanda: 4 x 32)
+    d_mlp: int = 512  # transformer MLP width (Nanda: 512, ReLU)
+    alpha: float = 1.0  # init scale: every initial tensor is multiplied by alpha (Omnigrok's w/w0)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-3  # AdamW learning rate (Power, Nanda: 1e-3)
+    weight_decay: float = 1.0  # decoupled AdamW decay lambda; decay per step is lr * weight_decay
+    beta1: float = 0.9  # Adam first-moment decay
+    beta2: float = 0.98  # Adam second-moment decay (Power, Nanda: 0.98)
+    eps: float = 1e-8  # Adam denominator epsilon
+    warmup_steps: int = 10  # linear lr warm-up over the first updates (Power, Nanda: 10)
+    decay_target: str = "zero"  # "zero" (AdamW) or "init" (decay toward the initial weights, Power's ablation)
+    decayed: str = "all"  # which tensors are decayed: "all" (Nanda's code) or "matrices" (no biases)
+    batch_size: int = 0  # 0 = full batch (Nanda, Omnigrok); >0 = mini-batches sampled per run
+    fixed_norm: Optional[float] = None  # Omnigrok's constrained runs: after every step rescale the
+    #   whole parameter vector to fixed_norm * w0, w0 = the norm of the alpha=1 default init
+    loss_dtype: str = "float64"  # loss in float64 by default so softmax collapse does not fake "no grokking"
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    max_steps: int = 5000  # step budget; runs that never grok are right-censored here
+    stop_after_grok: Optional[int] = 500  # stop this many steps after test acc >= 0.99 (None: run to budget)
+    log_points: int = 120  # log-spaced metric steps (dense early, where memorisation happens)
+    log_every: int = 50  # plus a linear grid every log_every steps (resolves the late transition)
+    checkpoints: int = 64  # log-spaced parameter checkpoints kept for offline probes (>= 60 for Fourier work)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    seed: int = 0  # model-init (and mini-batch) seed; the split has its own seed
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """One flat dict of every field: the config columns of the tidy tables."""
+        out: dict[str, Any] = {}
+        for name, value in self.to_dict().items():
+            if isinstance(value, dict):
+                out.update(value)
+            else:
+                out[name] = value
+        return out
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self)
+
+    def shape_key(self) -> tuple:
+        """Runs with equal shape keys can train as members of one ensemble.
+
+        Per-member knobs (seed, alpha, lr, weight decay, fixed norm) may differ;
+        everything that changes tensor shapes, data or the step loop may not.
+        """
+        o = self.optim
+        return (
+            self.task,
+            dataclasses.replace(self.model, alpha=1.0),
+            (o.beta1, o.beta2, o.eps, o.warmup_steps, o.decay_target, o.decayed,
+             o.batch_size, o.loss_dtype),
+            self.budget,
+        )
+
+
+SECTIONS = {"task": TaskConfig, "model": ModelConfig, "optim": OptimConfig, "budget": BudgetConfig}
+FIELD_NAMES = {f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)} | {"seed"}
+
+
+def canonical_json(config: RunConfig) -> str:
+    return json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def run_id(config: RunConfig) -> str:
+    """Content hash of the canonical config: the run's identity in the store."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
+
+
+def did_you_mean(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def from_dict(data: dict[str, Any]) -> RunConfig:
+    """Rebuild a RunConfig from ``to_dict()`` output (store round-trip)."""
+    sections = {}
+    for name, cls in SECTIONS.items():
+        sections[name] = section_from_dict(cls, data.get(name, {}), where=name)
+    return RunConfig(**sections, seed=int(data.get("seed", 0)))
+
+
+def section_from_dict(cls, values: dict[str, Any], where: str):
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"unknown key {key!r} in [{where}]{did_you_mean(key, known)}")
+    return cls(**values)
+
+
+# --- building configs from flat, user-written values (study files) -----------------------------
+
+def _field_types() -> dict[str, tuple[str, Any]]:
+    """field name -> (section, declared type as written in the dataclass)."""
+    out = {}
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            out[f.name] = (section, f.type)
+    out["seed"] = (None, "int")
+    return out
+
+
+FIELD_TYPES = _field_types()
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Cast a user value to the field's declared type, so 1 and 1.0 hash the same."""
+    _, typ = FIELD_TYPES[name]
+    optional = typ.startswith("Optional[")
+    base = typ[len("Optional["):-1] if optional else typ
+    if value is None or (optional and value == "none"):
+        if optional:
+            return None
+        raise ConfigError(f"{name} cannot be empty")
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if base == "int":
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    if base == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    raise AssertionError(typ)  # pragma: no cover
+
+
+def check_field_name(name: str, where: str) -> None:
+    if name not in FIELD_TYPES:
+        raise ConfigError(f"unknown key {name!r} in {where}{did_you_mean(name, FIELD_TYPES)}")
+
+
+def make_run_config(flat: dict[str, Any], where: str = "run config") -> RunConfig:
+    """Build a RunConfig from flat field values (unset fields keep their defaults)."""
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    seed = 0
+    for name, value in flat.items():
+        check_field_name(name, where)
+        section, _ = FIELD_TYPES[name]
+        value = coerce(name, value)
+        if section is None:
+            seed = value
+        else:
+            sections[section][name] = value
+    return RunConfig(**{name: SECTIONS[name](**vals) for name, vals in sections.items()}, seed=seed)

@@ -1,0 +1,9 @@
+"""Probes: what is measured on a model state, as pure functions of (params, task).
+
+The trainer calls them online on its metric schedule; analyses call them
+offline on stored checkpoints. Later families add Fourier probes here.
+"""
+from .metrics import (MARGIN_QUANTILES, classification_metrics, cross_entropy, evaluate,
+                      weight_norms)
+
+__all__ = ["MARGIN_QUANTILES", "classification_metrics", "cross_entropy", "evaluate", "weight_norms"]

@@ -1,0 +1,91 @@
+"""Statistics layer: from the tidy metric table to verdicts on theory predictions.
+
+Every analysis reads one tidy long-form table (``run_id``, ``status``, flat
+config columns, ``step``, ``metric``, ``value``). The layers are:
+
+* :mod:`.transitions` -- threshold-crossing times (right-censored at the last
+  logged step) and logistic fits in log-time;
+* :mod:`.regression` -- log-log power-law slopes;
+* :mod:`.survival` -- Kaplan-Meier, log-rank, Cox (censoring-aware);
+* :mod:`.resampling` -- bootstrap intervals over seeds;
+* :mod:`.hypothesis_tests` -- equivalence (TOST), interior peaks, lead/lag,
+  Holm correction;
+* :mod:`.prediction` -- :class:`Prediction` / :class:`Verdict`.
+"""
+from ._common import InsufficientDataError
+from .hypothesis_tests import LeadLagResult, PeakResult, TostResult, holm, lead_lag, peak_prominence_test, tost
+from .prediction import (
+    VERDICTS,
+    Outcome,
+    Prediction,
+    Verdict,
+    VerdictTable,
+    adjust_verdicts,
+    decide_sign,
+    slope_outcome,
+)
+from .regression import SlopeResult, loglog_slope
+from .resampling import BootstrapCI, bootstrap_ci
+from .survival import (
+    CensoredMedian,
+    CoxResult,
+    KaplanMeier,
+    LogrankResult,
+    censored_median,
+    cox_slope,
+    kaplan_meier,
+    logrank,
+)
+from .transitions import (
+    Crossing,
+    SigmoidFit,
+    first_crossing,
+    fit_sigmoid_logtime,
+    grokking_times,
+    run_configs,
+    transition_times,
+)
+
+__all__ = [
+    "InsufficientDataError",
+    # transitions
+    "Crossing",
+    "first_crossing",
+    "run_configs",
+    "transition_times",
+    "grokking_times",
+    "SigmoidFit",
+    "fit_sigmoid_logtime",
+    # regression
+    "SlopeResult",
+    "loglog_slope",
+    # survival
+    "KaplanMeier",
+    "kaplan_meier",
+    "CensoredMedian",
+    "censored_median",
+    "LogrankResult",
+    "logrank",
+    "CoxResult",
+    "cox_slope",
+    # resampling
+    "BootstrapCI",
+    "bootstrap_ci",
+    # hypothesis tests
+    "TostResult",
+    "tost",
+    "PeakResult",
+    "peak_prominence_test",
+    "LeadLagResult",
+    "lead_lag",
+    "holm",
+    # predictions
+    "VERDICTS",
+    "Outcome",
+    "Verdict",
+    "Prediction",
+    "VerdictTable",
+    "adjust_verdicts",
+    "decide_sign",
+    "slope_outcome",
+]

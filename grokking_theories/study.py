@@ -1,0 +1,164 @@
+"""Command line: ``python -m grokking_theories.study NAME [options]``.
+
+Trains the study's runs that the store does not hold yet, then prints the run
+table (and, once families are registered, writes the comparison report).
+Heavy modules are imported inside functions so that ``--help`` is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import GrokkingError
+
+EPILOG = """examples:
+  python -m grokking_theories.study omnigrok                 # quick scale, CPU, ./runs/omnigrok-quick
+  python -m grokking_theories.study omnigrok --scale paper --device cuda
+  python -m grokking_theories.study my_study.toml --workers 2
+  python -m grokking_theories.study list
+  python -m grokking_theories.study report --out runs/omnigrok-quick
+"""
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m grokking_theories.study",
+        description="Train a study's runs (reusing finished ones from the run store) and report on them.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", help="a study in studies/ (see 'list'), the path of a study .toml, "
+                                     "'list', or 'report' (rebuild the report of --out without training)")
+    parser.add_argument("--scale", default="quick", help="quick (2-core CPU, minutes) or paper (GPU); default quick")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder for the report and study record (default runs/NAME-SCALE)")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="run store folder (default OUT/store); share one store between studies to share runs")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="training processes, one torch thread each (default: CPU count on cpu, 1 on cuda)")
+    parser.add_argument("--ensemble-size", type=int, default=None,
+                        help="most runs trained as one batched model (default: measured per architecture)")
+    return parser.parse_args(argv)
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GrokkingError("--device cuda was asked for, but torch sees no CUDA device (use --device cpu or auto)")
+    return name
+
+
+def list_studies() -> int:
+    from .studies import available_studies
+    import tomllib
+
+    studies = available_studies()
+    if not studies:
+        print("no studies found")
+        return 1
+    for name, path in studies.items():
+        data = tomllib.loads(path.read_text())
+        scales = [s for s in ("quick", "paper") if s in data]
+        print(f"{name:16s} [{', '.join(scales)}]  {data.get('description', '')}")
+    return 0
+
+
+def train_missing(study, store, device: str, workers: int, ensemble_size: Optional[int]) -> dict:
+    """Train every run of the study that the store has not finished; return counts."""
+    from tqdm import tqdm
+    from .execution import LocalExecutor, plan_ensembles
+
+    configs = study.configs
+    store.register(configs)
+    finished = store.finished_ids()
+    todo = [c for c in configs if c.run_id not in finished]
+    counts = {"runs": len(configs), "reused": len(configs) - len(todo), "trained": 0}
+    print(f"study {study.name} [{study.scale}]: {len(configs)} runs, {counts['reused']} already in the store, "
+          f"{len(todo)} to train on {device}", flush=True)
+    if not todo:
+        return counts
+    plan = plan_ensembles(todo, device, ensemble_size)
+    workers = max(1, min(workers, len(plan)))
+    print(f"training {len(todo)} runs as {len(plan)} ensembles with {workers} worker(s)", flush=True)
+    executor = LocalExecutor(workers)
+    with tqdm(total=len(todo), unit="run", desc="training", dynamic_ncols=True) as bar:
+        try:
+            for results in executor.run(plan, device):
+                for r in results:
+                    store.write_result(r.config, r.metrics, checkpoint=r.checkpoint, status=r.status,
+                                       summary=r.summary, wall_time=r.wall_time, device=r.device)
+                counts["trained"] += len(results)
+                bar.update(len(results))
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"\ninterrupted: {counts['trained']} runs saved, {len(todo) - counts['trained']} left; "
+                  "rerun the same command to train only those", file=sys.stderr)
+            raise
+    return counts
+
+
+def run_table(study, store):
+    """One row per run of the study: what varies, plus the grokking summary."""
+    runs = store.runs_table()
+    ids = {rid: arm for arm, rids in study.run_sets().items() for rid in rids}
+    runs = runs[runs["run_id"].isin(ids)].copy()
+    runs.insert(0, "arm", runs["run_id"].map(ids))
+    from .config import FIELD_NAMES
+    varying = [c for c in runs.columns if c in FIELD_NAMES and c != "seed" and runs[c].astype(str).nunique() > 1]
+    cols = ["arm", "run_id"] + varying + ["seed", "status"] + [
+        c for c in ("summary_t_fit", "summary_t_grok", "summary_final_test_acc", "summary_final_weight_norm")
+        if c in runs.columns]
+    table = runs[cols].rename(columns=lambda c: c.replace("summary_", ""))
+    return table.sort_values(["arm"] + varying + ["seed"]).reset_index(drop=True)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.name == "list":
+            return list_studies()
+        return run_study(args)
+    except GrokkingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_study(args) -> int:
+    from .studies import load_study
+
+    study = load_study(args.name, args.scale)  # every key and value checked before any training
+    out = args.out or Path("runs") / f"{study.name}-{study.scale}"
+    store_dir = args.store or out / "store"
+    device = resolve_device(args.device)
+    import os
+
+    workers = args.workers or (1 if device == "cuda" else (os.cpu_count() or 1))
+    from .store import RunStore
+
+    start = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    with RunStore(store_dir) as store:
+        counts = train_missing(study, store, device, workers, args.ensemble_size)
+        table = run_table(study, store)
+    record = {"study": study.name, "path": str(study.path.resolve()), "scale": study.scale,
+              "store": str(Path(store_dir).resolve()), "device": device, "wall_time": time.time() - start,
+              **counts}
+    (out / "study.json").write_text(json.dumps(record, indent=2))
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", 500, "display.width", 200):
+        print(table.to_string(index=False))
+    print(f"\n{counts['trained']} runs trained, {counts['reused']} reused from {store_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Binary operations mod p (Power et al. 2022, App. A.1.1) as index tensors.
+
+Every pair (a, b) with a, b in 0..p-1 is an example (for ``div``, b != 0); the
+label is ``op(a, b) mod p``. The split is a permutation drawn from its own
+seed, so the same split serves every model seed (as in Power et al., whose
+split seed is fixed while run seeds vary).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..config import OPS, TaskConfig, did_you_mean
+from ..errors import ConfigError
+
+
+def _is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    return all(n % d for d in range(2, int(n ** 0.5) + 1))
+
+
+def _div(a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
+    # a / b = a * b^(p-2) mod p (Fermat); needs p prime and b != 0.
+    return a * np.array([pow(int(x), p - 2, p) for x in b], dtype=np.int64) % p
+
+
+LABELS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
+    "add": lambda a, b, p: (a + b) % p,
+    "sub": lambda a, b, p: (a - b) % p,
+    "mul": lambda a, b, p: (a * b) % p,
+    "div": _div,
+    "x2_plus_y2": lambda a, b, p: (a * a + b * b) % p,
+    "x2_plus_xy_plus_y2": lambda a, b, p: (a * a + a * b + b * b) % p,
+    "x3_plus_xy": lambda a, b, p: (a * a * a + a * b) % p,
+}
+assert tuple(LABELS) == OPS
+# Ops whose structure (a field's inverse, or the group used by the known circuits) needs p prime.
+NEEDS_PRIME = {"div", "mul"}
+
+
+@dataclass(frozen=True)
+class ModularTask:
+    """Train and test examples of one task; ``x`` are (N, 2) operand indices, ``y`` (N,) labels."""
+
+    config: TaskConfig
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+    @property
+    def p(self) -> int:
+        return self.config.p
+
+    @property
+    def n_classes(self) -> int:
+        return self.config.p
+
+    def to(self, device) -> "ModularTask":
+        return ModularTask(self.config, *(t.to(device) for t in
+                                          (self.train_x, self.train_y, self.test_x, self.test_y)))
+
+
+def validate_task(cfg: TaskConfig) -> None:
+    if cfg.op not in LABELS:
+        raise ConfigError(f"unknown op {cfg.op!r}{did_you_mean(cfg.op, LABELS)}; choose one of {', '.join(OPS)}")
+    if not isinstance(cfg.p, int) or cfg.p < 2:
+        raise ConfigError(f"p must be an integer >= 2, got {cfg.p!r}")
+    if cfg.op in NEEDS_PRIME and not _is_prime(cfg.p):
+        raise ConfigError(f"op {cfg.op!r} needs a prime modulus, got p={cfg.p}")
+    if not 0.0 < cfg.train_frac < 1.0:
+        raise ConfigError(f"train_frac must lie in (0, 1), got {cfg.train_frac!r}")
+
+
+def make_task(cfg: TaskConfig) -> ModularTask:
+    """Generate every pair, label it and split it with ``cfg.split_seed``."""
+    validate_task(cfg)
+    p = cfg.p
+    a, b = np.meshgrid(np.arange(p, dtype=np.int64), np.arange(p, dtype=np.int64), indexing="ij")
+    a, b = a.ravel(), b.ravel()
+    if cfg.op == "div":
+        keep = b != 0
+        a, b = a[keep], b[keep]
+    y = LABELS[cfg.op](a, b, p)
+    perm = np.random.default_rng(cfg.split_seed).permutation(len(a))
+    n_train = int(round(cfg.train_frac * len(a)))
+    if not 0 < n_train < len(a):
+        raise ConfigError(f"train_frac={cfg.train_frac} leaves an empty train or test set for p={p}")
+    x = torch.from_numpy(np.stack([a, b], axis=1)[perm])
+    y = torch.from_numpy(y[perm])
+    return ModularTask(cfg, x[:n_train], y[:n_train], x[n_train:], y[n_train:])

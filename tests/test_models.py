@@ -1,0 +1,93 @@
+import pytest
+import torch
+
+from grokking_theories.config import ModelConfig
+from grokking_theories.errors import ConfigError
+from grokking_theories.models import build_model
+from grokking_theories.models.reference import ReferenceMLP, ReferenceTransformer
+
+P = 13
+SMALL_TF = ModelConfig(arch="transformer", d_model=32, n_heads=4, d_mlp=64)
+
+
+def test_transformer_logits_equal_full_sequence_reference():
+    model = build_model(ModelConfig(arch="transformer"), P)  # Nanda's exact sizes
+    params = model.init_params([0, 1], [1.0, 3.0])
+    x = torch.cartesian_prod(torch.arange(P), torch.arange(P))
+    out = model.forward(params, x)
+    for k in range(2):
+        ref = ReferenceTransformer(params, k)(x)
+        # float32 summation order differs; alpha=3 makes logits ~100x larger, so scale atol with them
+        torch.testing.assert_close(out[k], ref, rtol=1e-5, atol=2e-6 * ref.abs().max().item())
+    per_member = torch.stack([x[:50], x[50:100]])  # (K, N, 2): one mini-batch per member
+    out_pm = model.forward(params, per_member)
+    ref = ReferenceTransformer(params, 1)(x[50:100])
+    torch.testing.assert_close(out_pm[1], ref, rtol=1e-5, atol=2e-6 * ref.abs().max().item())
+
+
+def test_transformer_gradients_equal_reference():
+    model = build_model(SMALL_TF, P)
+    params = {n: t.requires_grad_() for n, t in model.init_params([4], [1.0]).items()}
+    x = torch.cartesian_prod(torch.arange(P), torch.arange(P))
+    y = (x[:, 0] + x[:, 1]) % P
+    loss = torch.nn.functional.cross_entropy(model.forward(params, x)[0], y)
+    grads = torch.autograd.grad(loss, list(params.values()))
+    ref = ReferenceTransformer({n: t.detach() for n, t in params.items()})
+    torch.nn.functional.cross_entropy(ref(x), y).backward()
+    for (name, _), g in zip(params.items(), grads):
+        torch.testing.assert_close(g[0], getattr(ref, name).grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_mlp_equals_one_hot_linear_reference():
+    model = build_model(ModelConfig(arch="mlp", width=24), P)
+    params = model.init_params([0, 1], [1.0, 2.0])
+    x = torch.cartesian_prod(torch.arange(P), torch.arange(P))
+    for k in range(2):
+        torch.testing.assert_close(model.forward(params, x)[k], ReferenceMLP(params, k)(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cfg", [ModelConfig(arch="mlp", width=8), SMALL_TF])
+def test_members_depend_on_their_own_seed_only_and_alpha_scales(cfg):
+    model = build_model(cfg, P)
+    ens = model.init_params([3, 7], [1.0, 2.5])
+    solo = model.init_params([7], [1.0])
+    for name in ens:
+        torch.testing.assert_close(ens[name][1], 2.5 * solo[name][0])
+    assert not torch.equal(ens["W_out"][0], solo["W_out"][0])
+
+
+def test_nanda_init_statistics():
+    model = build_model(ModelConfig(arch="transformer"), 113)
+    params = model.init_params([0], [1.0])
+    assert params["W_E"].shape == (1, 114, 128) and params["W_U"].shape == (1, 128, 113)
+    assert abs(params["W_in"].std().item() - 128 ** -0.5) < 0.003
+    assert abs(params["W_U"].std().item() - 114 ** -0.5) < 0.005
+    assert params["b_in"].abs().max() == 0 and params["b_out"].abs().max() == 0
+
+
+def test_hook_points_are_filled_by_name():
+    for cfg in (ModelConfig(arch="mlp", width=8), SMALL_TF):
+        model = build_model(cfg, P)
+        cache = {}
+        logits = model.forward(model.init_params([0], [1.0]), torch.tensor([[1, 2], [3, 4]]), cache)
+        assert set(cache) == set(model.hook_points)
+        assert torch.equal(cache["hook_logits"], logits)
+
+
+def test_decayed_names():
+    model = build_model(ModelConfig(arch="mlp", width=8), P)
+    assert model.decayed_names("all") == ["embed_a", "embed_b", "b_in", "W_out", "b_out"]
+    assert model.decayed_names("matrices") == ["embed_a", "embed_b", "W_out"]
+
+
+@pytest.mark.parametrize("cfg, needle", [
+    (ModelConfig(arch="lstm"), "unknown arch 'lstm'"),
+    (ModelConfig(arch="transfomer"), "did you mean 'transformer'"),
+    (ModelConfig(alpha=0.0), "alpha (init scale) must be > 0, got 0.0"),
+    (ModelConfig(width=0), "model.width must be >= 1, got 0"),
+    (ModelConfig(arch="transformer", d_model=30, n_heads=4), "d_model=30 is not divisible by n_heads=4"),
+])
+def test_bad_model_config(cfg, needle):
+    with pytest.raises(ConfigError) as err:
+        build_model(cfg, P)
+    assert needle in str(err.value)

@@ -1,0 +1,218 @@
+"""Prediction / Verdict machinery, Holm re-decision, and calibration of a verdict rule."""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from grokking_theories.stats import (
+    InsufficientDataError,
+    Outcome,
+    Prediction,
+    Verdict,
+    VerdictTable,
+    adjust_verdicts,
+    decide_sign,
+    grokking_times,
+    loglog_slope,
+    slope_outcome,
+)
+
+WDS = np.array([0.03, 0.1, 0.3, 1.0, 3.0])
+BUDGET = 200_000
+# log-spaced logging grid (1.5 % resolution), like the trainer's dense-early schedule
+STEPS = np.unique(np.round(np.logspace(0, np.log10(BUDGET), 300)).astype(int))
+
+
+def wd_table(exponent=-1.0, seeds=3, noise=0.1, seed=0):
+    """Tidy table where t_grok = 2000 * wd**exponent * lognormal noise, t_fit = 200."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for wd in WDS:
+        for s in range(seeds):
+            t_grok = 2000 * wd**exponent * np.exp(rng.normal(0, noise))
+            steps = STEPS
+            run_id = f"wd{wd}-s{s}"
+            for metric, values in (
+                ("train_acc", np.where(steps >= 200, 1.0, 0.1)),
+                ("test_acc", np.where(steps >= t_grok, 1.0, 0.05)),
+            ):
+                frames.append(pd.DataFrame({
+                    "run_id": run_id, "status": "done", "op": "add", "p": 59, "weight_decay": wd,
+                    "max_steps": BUDGET, "seed": s, "step": steps, "metric": metric, "value": values,
+                }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def wd_slope_test(table):
+    g = grokking_times(table)
+    g = g[~g.grok_censored]  # never-grokked runs are censored, not observed
+    return slope_outcome(g.weight_decay, g.t_grok, "negative", statistic_name="slope of log t_grok on log wd")
+
+
+WD_PREDICTION = Prediction(
+    id="WD-1",
+    family="weight_decay",
+    statement="Grokking time falls with weight decay (log-log slope < 0).",
+    metrics_needed=("train_acc", "test_acc"),
+    config_needed=("weight_decay",),
+    rule="supported if the 90% CI of the slope lies below 0; contradicted if above 0; else inconclusive",
+    test=wd_slope_test,
+)
+
+
+def test_evaluate_supported_on_planted_inverse_law():
+    v = WD_PREDICTION.evaluate(wd_table(), run_set="wd-sweep")
+    assert v.verdict == "supported"
+    assert (v.prediction_id, v.family, v.run_set) == ("WD-1", "weight_decay", "wd-sweep")
+    assert v.rule == WD_PREDICTION.rule and v.statement == WD_PREDICTION.statement
+    assert v.effect_size == pytest.approx(-1.0, abs=0.1) and v.ci_high < 0
+    assert v.p_value < 1e-6 and v.p_supports == "supported" and v.p_adjusted is None
+    assert v.n_runs == 15 and v.confidence == pytest.approx(0.90)
+    d = v.to_dict()
+    assert d["verdict"] == "supported" and d["prediction_id"] == "WD-1" and "ci_low" in d
+
+
+def test_evaluate_contradicted_on_planted_opposite_law():
+    v = WD_PREDICTION.evaluate(wd_table(exponent=+0.5))
+    assert v.verdict == "contradicted" and v.ci_low > 0 and v.p_supports == "contradicted"
+
+
+def test_evaluate_missing_metric_is_inconclusive_with_note():
+    table = wd_table()
+    table = table[table.metric != "test_acc"]
+    v = WD_PREDICTION.evaluate(table)
+    assert v.verdict == "inconclusive"
+    assert "test_acc" in v.notes and "missing metric" in v.notes
+    assert np.isnan(v.statistic) and v.p_value is None and v.n_runs == 15
+
+
+def test_evaluate_missing_or_constant_config_is_inconclusive():
+    table = wd_table()
+    v = WD_PREDICTION.evaluate(table.drop(columns="weight_decay"))
+    assert v.verdict == "inconclusive" and "weight_decay" in v.notes
+    v = WD_PREDICTION.evaluate(table[table.weight_decay == 1.0])
+    assert v.verdict == "inconclusive" and "does not vary" in v.notes
+    v = WD_PREDICTION.evaluate(table.iloc[:0])
+    assert v.verdict == "inconclusive" and "empty" in v.notes
+
+
+def test_evaluate_insufficient_data_becomes_inconclusive_but_bugs_propagate():
+    def needs_more(table):
+        raise InsufficientDataError("only 2 runs grokked")
+
+    p = Prediction("X-1", "fourier", "s", ("test_acc",), (), "r", needs_more)
+    v = p.evaluate(wd_table())
+    assert v.verdict == "inconclusive" and "only 2 runs grokked" in v.notes
+
+    def buggy(table):
+        raise KeyError("typo")
+
+    with pytest.raises(KeyError):
+        Prediction("X-2", "fourier", "s", ("test_acc",), (), "r", buggy).evaluate(wd_table())
+    with pytest.raises(TypeError):
+        Prediction("X-3", "fourier", "s", ("test_acc",), (), "r", lambda t: 3.0).evaluate(wd_table())
+
+
+def test_test_function_may_return_a_dict():
+    p = Prediction("D-1", "double_descent", "s", ("test_acc",), (), "r",
+                   lambda t: {"verdict": "supported", "statistic": 2.0, "p_value": 0.01, "p_supports": "supported"})
+    v = p.evaluate(wd_table())
+    assert v.verdict == "supported" and v.statistic == 2.0 and v.p_value == 0.01
+
+
+def test_invalid_verdict_strings_rejected():
+    with pytest.raises(ValueError, match="verdict"):
+        Outcome("maybe")
+    with pytest.raises(ValueError, match="p_supports"):
+        Outcome("supported", p_supports="yes")
+
+
+def test_summary_is_fixed_width_and_complete():
+    v = WD_PREDICTION.evaluate(wd_table(), run_set="wd-sweep")
+    text = v.summary()
+    assert "WD-1" in text and "SUPPORTED" in text and "wd-sweep" in text and "Rule:" in text
+    assert max(len(line) for line in text.splitlines()) <= 78
+
+
+def make_verdict(pid, p, verdict="supported", p_supports="supported"):
+    return Verdict(pid, "fam", "stmt", p_value=p, verdict=verdict, p_supports=p_supports)
+
+
+def test_adjust_verdicts_holm_redecides():
+    vs = [
+        make_verdict("A", 0.01),
+        make_verdict("B", 0.04),
+        make_verdict("C", 0.03),
+        make_verdict("D", None, verdict="supported", p_supports=None),  # decided without a p-value
+        make_verdict("E", 0.02, verdict="supported", p_supports=None),  # p only reported
+        make_verdict("F", 0.001, verdict="contradicted", p_supports="contradicted"),
+    ]
+    out = {v.prediction_id: v for v in adjust_verdicts(vs, alpha=0.05)}
+    # family of 5 p-values: sorted 0.001, 0.01, 0.02, 0.03, 0.04 -> x5, x4, x3, x2, x1, cumulative max
+    assert out["F"].p_adjusted == pytest.approx(0.005)
+    assert out["A"].p_adjusted == pytest.approx(0.04)
+    assert out["E"].p_adjusted == pytest.approx(0.06)
+    assert out["C"].p_adjusted == pytest.approx(0.06)
+    assert out["B"].p_adjusted == pytest.approx(0.06)
+    assert out["A"].verdict == "supported" and out["F"].verdict == "contradicted"
+    assert out["B"].verdict == out["C"].verdict == "inconclusive"
+    assert "Holm" in out["B"].notes
+    assert out["D"].p_adjusted is None and out["D"].verdict == "supported"
+    assert out["E"].verdict == "supported"  # its decision did not rest on p
+    assert vs[1].verdict == "supported"  # inputs untouched
+
+
+def test_verdict_table_frame_and_summary():
+    table = VerdictTable([make_verdict("A", 0.01), make_verdict("B", 0.04), make_verdict("C", 0.5, "inconclusive")])
+    adj = table.adjusted(0.05)
+    frame = adj.to_frame()
+    assert list(frame.prediction_id) == ["A", "B", "C"]
+    assert {"verdict", "p_value", "p_adjusted", "rule", "notes"} <= set(frame.columns)
+    assert frame.p_adjusted.tolist() == pytest.approx([0.03, 0.08, 0.5])
+    assert adj.counts() == {"supported": 1, "contradicted": 0, "inconclusive": 2}
+    text = adj.summary()
+    assert "supported: 1" in text and "inconclusive: 2" in text and len(adj) == 3
+
+
+def test_decide_sign():
+    assert decide_sign(-2, -1, "negative") == "supported"
+    assert decide_sign(1, 2, "negative") == "contradicted"
+    assert decide_sign(-1, 1, "negative") == "inconclusive"
+    assert decide_sign(1, 2, "positive") == "supported"
+    assert decide_sign(np.nan, 1, "positive") == "inconclusive"
+    assert decide_sign(-0.5, -0.2, "positive", null=-1.0) == "supported"
+
+
+# ---------------------------------------------------------------- calibration
+
+def binomial_band(n, p, level=0.999):
+    lo, hi = stats.binom.interval(level, n, p)
+    return int(lo), int(hi)
+
+
+def test_calibration_false_supported_rate_of_the_ci_rule():
+    # Slope-0 data; rule "slope is negative" is supported when the upper limit of the
+    # two-sided 90% CI is < 0, i.e. a one-sided test at alpha = 0.05.
+    rng = np.random.default_rng(2024)
+    x = np.logspace(-2, 1, 15)
+    n_draws = 2000
+    supported = sum(
+        loglog_slope(x, np.exp(rng.normal(0, 0.3, x.size)), null_values=(0.0,), alpha=0.10).ci_high < 0
+        for _ in range(n_draws)
+    )
+    lo, hi = binomial_band(n_draws, 0.05)  # ~[69, 133]; a 95%-CI rule (2.5 %) would give ~50
+    assert lo <= supported <= hi, supported
+
+
+def test_calibration_through_prediction_evaluate():
+    # The whole pipeline (tidy table -> grokking_times -> slope_outcome -> verdict) under a
+    # planted null (t_grok independent of weight decay): false 'supported' ~ alpha = 0.05.
+    n_draws = 200
+    supported = contradicted = 0
+    for i in range(n_draws):
+        v = WD_PREDICTION.evaluate(wd_table(exponent=0.0, seeds=2, noise=0.4, seed=1000 + i))
+        supported += v.verdict == "supported"
+        contradicted += v.verdict == "contradicted"
+    lo, hi = binomial_band(n_draws, 0.05)  # ~[2, 21]
+    assert lo <= supported <= hi, supported
+    assert lo <= contradicted <= hi, contradicted  # symmetric rule, symmetric error

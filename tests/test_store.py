@@ -1,0 +1,358 @@
+"""Tests of grokking_theories.store.RunStore (tmp_path only, light on CPU)."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from grokking_theories.config import ModelConfig, OptimConfig, RunConfig, TaskConfig, run_id
+from grokking_theories.errors import CorruptCheckpointError, StoreError, StoreLockedError
+from grokking_theories.store import RunStore
+from grokking_theories.store import sqlite_store
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_COLUMNS = list(RunConfig().flat())
+
+
+def make_config(seed=0, **optim) -> RunConfig:
+    return RunConfig(task=TaskConfig(p=7), model=ModelConfig(width=8), optim=OptimConfig(**optim), seed=seed)
+
+
+def make_rows(scale=1.0, steps=(0, 1, 10)):
+    return [(s, m, scale * (s + 1) * (2.0 if m == "test_acc" else 1.0)) for s in steps for m in ("train_loss", "test_acc")]
+
+
+def make_checkpoint(n=3):
+    gen = torch.Generator().manual_seed(0)
+    return {
+        "steps": torch.tensor([0, 5, 10][:n], dtype=torch.long),
+        "params": {"w": torch.randn(n, 4, 3, generator=gen), "b": torch.randn(n, 3, generator=gen)},
+    }
+
+
+def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+# ---------------------------------------------------------------- round trip
+
+
+def test_round_trip_configs_metrics_checkpoints(tmp_path):
+    a, b = make_config(0, lr=3e-3, fixed_norm=1.5), make_config(1, weight_decay=0.1)
+    ckpt = make_checkpoint()
+    rows_a = make_rows(1.0) + [(20, "train_loss", float("nan")), (20, "test_acc", float("inf"))]
+    rows_b = pd.DataFrame({"step": [0, 3], "metric": ["test_acc", "test_acc"], "value": np.float32([0.25, 0.5])})
+    with RunStore(tmp_path) as store:
+        store.register([a, b])
+        store.write_result(a, rows_a, checkpoint=ckpt, summary={"grok_step": np.int64(10), "final": 0.5},
+                           wall_time=1.25, device="cpu")
+        store.write_result(b, rows_b, status="diverged", summary={"final": float("nan")})
+
+    with RunStore(tmp_path) as store:  # everything survives reopening
+        assert store.config(run_id(a)) == a and store.config(run_id(b)) == b
+        assert store.status(run_id(a)) == "complete" and store.status(run_id(b)) == "diverged"
+
+        table = store.metrics_table()
+        got_a = table[table.run_id == run_id(a)]
+        got = {(int(s), m): v for s, m, v in zip(got_a.step, got_a.metric, got_a.value)}
+        want = {(s, m): v for s, m, v in rows_a}
+        assert got.keys() == want.keys()
+        for key, v in want.items():
+            assert (math.isnan(v) and math.isnan(got[key])) or got[key] == v
+        got_b = table[table.run_id == run_id(b)]
+        assert got_b.step.tolist() == [0, 3] and got_b.value.tolist() == [0.25, 0.5]
+        # config columns are joined per run
+        assert (got_a.lr == 3e-3).all() and (got_a.fixed_norm == 1.5).all() and (got_a.seed == 0).all()
+        assert (got_b.weight_decay == 0.1).all() and got_b.fixed_norm.isna().all()
+
+        loaded = store.load_checkpoints(run_id(a))
+        assert set(loaded) == {"steps", "params"} and set(loaded["params"]) == {"w", "b"}
+        assert torch.equal(loaded["steps"], ckpt["steps"]) and loaded["steps"].dtype == torch.long
+        for name, tensor in ckpt["params"].items():
+            assert torch.equal(loaded["params"][name], tensor)
+
+        runs = store.runs_table().set_index("run_id")
+        assert list(runs.reset_index().columns[:4]) == ["run_id", "status", "wall_time", "device"]
+        assert runs.loc[run_id(a), "wall_time"] == 1.25 and runs.loc[run_id(a), "device"] == "cpu"
+        assert runs.loc[run_id(a), "summary_grok_step"] == 10 and runs.loc[run_id(a), "summary_final"] == 0.5
+        assert math.isnan(runs.loc[run_id(b), "summary_grok_step"])
+        assert math.isnan(runs.loc[run_id(b), "summary_final"])
+        assert runs.loc[run_id(b), "lr"] == 1e-3 and runs.loc[run_id(b), "seed"] == 1
+
+
+def test_checkpoint_of_a_view_stores_only_the_view(tmp_path):
+    """A slice of an ensemble tensor must not drag the whole storage into the file."""
+    big = torch.randn(3, 64, 1000)
+    view = {"steps": torch.arange(3), "params": {"w": big[:, 0, :2]}}
+    with RunStore(tmp_path) as store:
+        cfg = make_config()
+        store.write_result(cfg, make_rows(), checkpoint=view)
+        assert store.checkpoint_path(run_id(cfg)).stat().st_size < 20_000  # whole storage is 768 kB
+        assert torch.equal(store.load_checkpoints(run_id(cfg))["params"]["w"], big[:, 0, :2])
+
+
+# ---------------------------------------------------------------- reruns
+
+
+def test_register_keeps_finished_runs_finished(tmp_path):
+    a, b, c, d = (make_config(s) for s in range(4))
+    with RunStore(tmp_path) as store:
+        store.register([a, b, c])
+        assert {store.status(run_id(x)) for x in (a, b, c)} == {"pending"}
+        assert store.finished_ids() == set()
+        store.write_result(a, make_rows(), checkpoint=make_checkpoint())
+        store.write_result(b, make_rows(2.0), status="diverged")
+        store.write_result(c, make_rows(3.0), status="failed")
+        assert store.finished_ids() == {run_id(a), run_id(b)}
+
+    with RunStore(tmp_path) as store:  # a second driver registers the same study plus one run
+        store.register([a, b, c, d])
+        assert store.status(run_id(a)) == "complete"
+        assert store.status(run_id(b)) == "diverged"
+        assert store.status(run_id(c)) == "failed"  # failed runs are retried, not reset nor finished
+        assert store.status(run_id(d)) == "pending"
+        assert store.status("0" * 16) is None
+        assert store.finished_ids() == {run_id(a), run_id(b)}
+        assert len(store.metrics_table(run_ids=[run_id(a)])) == len(make_rows())
+        store.load_checkpoints(run_id(a))  # untouched
+        # default table: finished runs only; explicit ids include any status
+        assert set(store.metrics_table().run_id) == {run_id(a), run_id(b)}
+        assert set(store.metrics_table(run_ids=[run_id(c)]).status) == {"failed"}
+        with pytest.raises(StoreError, match="0000000000000000"):
+            store.metrics_table(run_ids=["0" * 16])
+
+
+def test_rewrite_replaces_metric_rows(tmp_path):
+    cfg = make_config()
+    with RunStore(tmp_path) as store:
+        store.write_result(cfg, make_rows(1.0, steps=(0, 1, 2, 3)), status="failed", checkpoint=make_checkpoint())
+        store.write_result(cfg, make_rows(5.0, steps=(0, 7)))
+        table = store.metrics_table()
+        assert sorted(set(table.step)) == [0, 7] and len(table) == 4
+        assert store.status(run_id(cfg)) == "complete"
+        # the new attempt had no checkpoint: the old one is gone, not left to mismatch
+        assert not store.checkpoint_path(run_id(cfg)).exists()
+        with pytest.raises(StoreError, match="no recorded checkpoint"):
+            store.load_checkpoints(run_id(cfg))
+
+
+def test_invalid_status_is_rejected(tmp_path):
+    with RunStore(tmp_path) as store:
+        with pytest.raises(ValueError, match="status"):
+            store.write_result(make_config(), make_rows(), status="pending")
+        assert store.status(run_id(make_config())) is None
+
+
+# ---------------------------------------------------------------- atomicity
+
+
+def test_failure_inside_transaction_leaves_no_rows(tmp_path):
+    """A duplicate row is rejected by the UNIQUE index mid-executemany, after other rows went in."""
+    cfg = make_config()
+    rows = make_rows() + [(0, "train_loss", 9.0)]  # duplicate (step 0, train_loss) last
+    with RunStore(tmp_path) as store:
+        store.register([cfg])
+        with pytest.raises(ValueError, match="duplicate"):
+            store.write_result(cfg, rows)
+        assert store.status(run_id(cfg)) == "pending"
+        assert store.metrics_table(run_ids=[run_id(cfg)]).empty
+
+
+def test_crash_after_inserts_rolls_back_to_previous_result(tmp_path, monkeypatch):
+    """Fail after DELETE + INSERTs, before the status update: old rows and status survive."""
+    fresh, done = make_config(0), make_config(1)
+    with RunStore(tmp_path) as store:
+        store.register([fresh])
+        store.write_result(done, make_rows(1.0), checkpoint=make_checkpoint())
+        before = store.metrics_table(run_ids=[run_id(done)])
+
+        def crash():
+            raise RuntimeError("simulated crash")
+
+        monkeypatch.setattr(sqlite_store, "_now", crash)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            store.write_result(fresh, make_rows(2.0))
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            store.write_result(done, make_rows(3.0, steps=(0, 50)), status="diverged")
+        monkeypatch.undo()
+
+        assert store.status(run_id(fresh)) == "pending"
+        assert store.metrics_table(run_ids=[run_id(fresh)]).empty
+        assert store.status(run_id(done)) == "complete"
+        pd.testing.assert_frame_equal(store.metrics_table(run_ids=[run_id(done)]), before)
+        store.load_checkpoints(run_id(done))  # still matches its recorded sha256
+    with RunStore(tmp_path, readonly=True) as store:  # and on disk, not just in this connection
+        assert store.finished_ids() == {run_id(done)}
+
+
+def test_non_numeric_value_changes_nothing(tmp_path):
+    cfg = make_config()
+    with RunStore(tmp_path) as store:
+        store.register([cfg])
+        for bad in ([(0, "loss", 1.0), (1, "loss", "abc")], [(0, "loss", "0.5")], [(0.5, "loss", 1.0)]):
+            with pytest.raises(ValueError, match=run_id(cfg)):
+                store.write_result(cfg, bad, checkpoint=make_checkpoint())
+        assert store.status(run_id(cfg)) == "pending"
+        assert store.metrics_table(run_ids=[run_id(cfg)]).empty
+        assert not store.checkpoint_path(run_id(cfg)).exists()
+
+
+# ---------------------------------------------------------------- locking
+
+
+def test_second_writer_in_another_process_is_refused(tmp_path):
+    root = tmp_path / "store"
+    code = f"""
+        from grokking_theories.store import RunStore
+        from grokking_theories.errors import StoreLockedError
+        try:
+            RunStore({str(root)!r}).close()
+            print("OPENED")
+        except StoreLockedError as exc:
+            print("LOCKED:", exc)
+    """
+    with RunStore(root):
+        proc = run_python(code, tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("LOCKED:")
+        assert str(root) in proc.stdout and f"pid {os.getpid()}" in proc.stdout
+    proc = run_python(code, tmp_path)  # released on close
+    assert proc.stdout.startswith("OPENED"), proc.stdout + proc.stderr
+
+
+def test_second_writer_in_same_process_is_refused(tmp_path):
+    # flock locks belong to the open file description, so two RunStores in one
+    # process conflict too (unlike fcntl/POSIX record locks).
+    with RunStore(tmp_path):
+        with pytest.raises(StoreLockedError, match=f"pid {os.getpid()}") as info:
+            RunStore(tmp_path)
+        assert str(tmp_path) in str(info.value)
+    RunStore(tmp_path).close()  # free again
+    store = RunStore(tmp_path)
+    del store  # a dropped writer releases its lock too
+    RunStore(tmp_path).close()
+
+
+def test_readonly_reads_while_writer_holds_lock(tmp_path):
+    cfg, later = make_config(0), make_config(1)
+    with RunStore(tmp_path) as writer:
+        writer.write_result(cfg, make_rows(), checkpoint=make_checkpoint())
+        with RunStore(tmp_path, readonly=True) as reader:
+            assert reader.finished_ids() == {run_id(cfg)}
+            assert len(reader.metrics_table()) == len(make_rows())
+            assert torch.equal(reader.load_checkpoints(run_id(cfg))["steps"], make_checkpoint()["steps"])
+            assert reader.config(run_id(cfg)) == cfg
+            writer.write_result(later, make_rows(), status="diverged")  # reader sees new commits
+            assert reader.finished_ids() == {run_id(cfg), run_id(later)}
+            for call in (lambda: reader.register([cfg]), lambda: reader.write_result(cfg, make_rows())):
+                with pytest.raises(StoreError, match="read-only"):
+                    call()
+        # the reader took no lock: a writer still cannot be opened beside `writer`
+        with pytest.raises(StoreLockedError):
+            RunStore(tmp_path)
+
+
+def test_readonly_requires_existing_store(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(StoreError, match=str(missing)):
+        RunStore(missing, readonly=True)
+    assert not missing.exists()
+
+
+def test_corrupt_index_raises_store_error(tmp_path):
+    with RunStore(tmp_path) as store:
+        store.register([make_config()])
+    index = tmp_path / "index.sqlite"
+    for extra in ("index.sqlite-wal", "index.sqlite-shm"):
+        (tmp_path / extra).unlink(missing_ok=True)
+    index.write_bytes(b"this is not a database" * 100)
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match=str(index)):
+            RunStore(tmp_path, readonly=readonly)
+    # the failed writer did not keep the lock
+    index.unlink()
+    RunStore(tmp_path).close()
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _damage(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    elif how == "flipped":
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif how == "missing":
+        path.unlink()
+
+
+@pytest.mark.parametrize("how, words", [("truncated", "truncated"), ("flipped", "modified"), ("missing", "missing")])
+def test_damaged_checkpoint_raises(tmp_path, how, words):
+    cfg = make_config()
+    with RunStore(tmp_path) as store:
+        store.write_result(cfg, make_rows(), checkpoint=make_checkpoint())
+        path = store.checkpoint_path(run_id(cfg))
+        _damage(path, how)
+        with pytest.raises(CorruptCheckpointError) as info:
+            store.load_checkpoints(run_id(cfg))
+        assert str(path) in str(info.value) and words in str(info.value)
+
+
+def test_checkpoint_written_atomically_leaves_no_temp_files(tmp_path):
+    cfg = make_config()
+    with RunStore(tmp_path) as store:
+        store.write_result(cfg, make_rows(), checkpoint=make_checkpoint())
+        store.write_result(cfg, make_rows(), checkpoint=make_checkpoint(2))
+        assert [p.name for p in store.checkpoint_dir.iterdir()] == [f"{run_id(cfg)}.pt"]
+        assert store.load_checkpoints(run_id(cfg))["steps"].tolist() == [0, 5]
+
+
+# ---------------------------------------------------------------- tidy table
+
+
+def test_tidy_table_columns_dtypes_and_uniqueness(tmp_path):
+    configs = [make_config(s) for s in range(3)]
+    with RunStore(tmp_path) as store:
+        store.register(configs)
+        empty = store.metrics_table()
+        for i, cfg in enumerate(configs[:2]):
+            # rows given out of order: the table must come back sorted
+            store.write_result(cfg, list(reversed(make_rows(i + 1.0))))
+        table = store.metrics_table()
+        only = store.metrics_table(run_ids=[run_id(configs[0])], metrics=["test_acc"])
+
+    expected = ["run_id", "status"] + CONFIG_COLUMNS + ["step", "metric", "value"]
+    for frame in (empty, table, only):
+        assert list(frame.columns) == expected
+        assert frame["step"].dtype == np.int64
+        assert frame["value"].dtype == np.float64
+        assert pd.api.types.is_string_dtype(frame["metric"])
+        assert pd.api.types.is_string_dtype(frame["run_id"])
+        assert frame["lr"].dtype == np.float64 and frame["p"].dtype == np.int64
+        assert frame["fixed_norm"].dtype == np.float64  # all None -> NaN, not object
+    assert empty.empty
+
+    assert len(table) == 2 * len(make_rows())  # pending third run excluded
+    assert not table.duplicated(["run_id", "step", "metric"]).any()
+    resorted = table.sort_values(["run_id", "metric", "step"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(table, resorted)
+    assert (table.groupby("run_id")["seed"].nunique() == 1).all()
+    assert set(table.status) == {"complete"}
+
+    assert set(only.metric) == {"test_acc"} and set(only.run_id) == {run_id(configs[0])}
+    assert only.step.tolist() == [0, 1, 10]
+    assert only.value.tolist() == [2.0, 4.0, 22.0]

@@ -1,0 +1,171 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from grokking_theories.errors import ConfigError
+from grokking_theories.studies import load_study
+from grokking_theories.study import main
+
+TINY = """
+description = "tiny test study"
+families = []
+
+[quick]
+seeds = [0, 1]
+base = { op = "add", p = 11, train_frac = 0.5, arch = "mlp", width = 16, lr = 1e-2, max_steps = MAX_STEPS, stop_after_grok = 0, log_points = 10, log_every = 10, checkpoints = 4 }
+
+[[quick.arms]]
+name = "wd"
+grid = { weight_decay = [0.0, 1.0], alpha = [1, 2] }
+
+[[quick.arms]]
+name = "shared"
+set = { weight_decay = 1.0 }
+grid = { alpha = [1.0] }
+"""
+
+
+def write_study(tmp_path, text=TINY, max_steps=30):
+    path = tmp_path / "tiny.toml"
+    path.write_text(text.replace("MAX_STEPS", str(max_steps)))
+    return path
+
+
+def test_grid_expansion_and_shared_runs(tmp_path):
+    study = load_study(str(write_study(tmp_path)))
+    sets = study.run_sets()
+    assert len(sets["wd"]) == 2 * 2 * 2 and len(sets["shared"]) == 2
+    # alpha = 1 (an int in TOML) and 1.0 are the same run: the shared arm reuses the wd arm's runs
+    assert set(sets["shared"]) <= set(sets["wd"])
+    assert len(study.configs) == 8
+    assert {c.model.alpha for c in study.configs} == {1.0, 2.0}
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (("families = []", "familys = []"), "unknown key 'familys' in"),
+    (("seeds = [0, 1]", "seed = [0, 1]"), "unknown key 'seed' in"),
+    (('name = "shared"', 'nme = "shared"'), "unknown key 'nme'"),
+    (("width = 16", "widht = 16"), "unknown key 'widht' in"),
+    (("grid = { weight_decay", "grid = { weight_dcay"), "did you mean 'weight_decay'?"),
+    (("lr = 1e-2", 'lr = "fast"'), "lr must be a number, got 'fast'"),
+    (("op = \"add\"", "op = \"addd\""), "unknown op 'addd' (did you mean 'add'?)"),
+    (("train_frac = 0.5", "train_frac = 1.5"), "train_frac must lie in (0, 1), got 1.5"),
+    (("alpha = [1, 2]", "alpha = 2"), "must be a non-empty list"),
+])
+def test_study_typos_fail_before_training_and_name_the_key(tmp_path, edit, needle):
+    path = write_study(tmp_path, TINY.replace(*edit))
+    with pytest.raises(ConfigError) as err:
+        load_study(str(path))
+    assert needle in str(err.value)
+
+
+def test_unknown_study_and_scale(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'omnigrok'"):
+        load_study("omnigrk")
+    with pytest.raises(ConfigError, match="has no scale 'paper'"):
+        load_study(str(write_study(tmp_path)), "paper")
+
+
+def test_shipped_studies_load_at_every_scale():
+    from grokking_theories.studies import available_studies
+    import tomllib
+    studies = available_studies()
+    assert "omnigrok" in studies
+    for name, path in studies.items():
+        for scale in ("quick", "paper"):
+            if scale in tomllib.loads(path.read_text()):
+                assert load_study(name, scale).configs
+
+
+def test_cli_trains_then_reuses_everything(tmp_path, capsys):
+    path = write_study(tmp_path)
+    out = tmp_path / "out"
+    assert main([str(path), "--out", str(out), "--workers", "1"]) == 0
+    first = json.loads((out / "study.json").read_text())
+    assert first["trained"] == 8 and first["reused"] == 0
+    printed = capsys.readouterr().out
+    assert "t_grok" in printed and "weight_decay" in printed
+    assert main([str(path), "--out", str(out), "--workers", "1"]) == 0
+    second = json.loads((out / "study.json").read_text())
+    assert second["trained"] == 0 and second["reused"] == 8
+
+
+def test_cli_reports_bad_input_with_exit_code_2(tmp_path, capsys):
+    path = write_study(tmp_path, TINY.replace("width = 16", "widht = 16"))
+    assert main([str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown key 'widht'" in capsys.readouterr().err
+
+
+def test_killed_study_resumes_without_retraining(tmp_path):
+    """SIGKILL the study after some runs finished; the rerun trains exactly the missing ones."""
+    path = write_study(tmp_path, max_steps=1500)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "grokking_theories.study", str(path), "--out", str(out), "--workers", "1",
+           "--ensemble-size", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from grokking_theories.store import RunStore
+    deadline = time.time() + 120
+    done_before = set()
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        if (out / "store" / "index.sqlite").exists():
+            try:
+                with RunStore(out / "store", readonly=True) as store:
+                    done_before = store.finished_ids()
+            except Exception:
+                continue
+            if len(done_before) >= 2:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= len(done_before) < 8, "the study finished before it could be killed; make runs longer"
+    with RunStore(out / "store", readonly=True) as store:
+        done_at_kill = store.finished_ids()
+    assert main([str(path), "--out", str(out), "--workers", "1"]) == 0
+    record = json.loads((out / "study.json").read_text())
+    assert record["reused"] == len(done_at_kill) and record["trained"] == 8 - len(done_at_kill)
+
+
+def test_second_driver_on_the_same_store_is_refused(tmp_path, capsys):
+    from grokking_theories.store import RunStore
+    path = write_study(tmp_path)
+    out = tmp_path / "out"
+    with RunStore(out / "store"):
+        assert main([str(path), "--out", str(out)]) == 2
+    assert "in use by another driver" in capsys.readouterr().err
+
+
+def test_executor_rebuilds_the_pool_when_a_worker_dies(tmp_path, monkeypatch, tiny_cfg):
+    from grokking_theories.execution import LocalExecutor
+    sys.path.insert(0, str(Path(__file__).parent))
+    monkeypatch.setenv("GT_TEST_MARKER", str(tmp_path / "marker"))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    import study_helpers
+    groups = [[tiny_cfg(seed=0)], [tiny_cfg(seed=1)]]
+    ex = LocalExecutor(workers=2, fn=study_helpers.die_once_then_train)
+    results = [r for batch in ex.run(groups, "cpu") for r in batch]
+    assert sorted(r.config.seed for r in results) == [0, 1]
+    assert (tmp_path / "marker").read_text() == "died"
+
+
+def test_help_is_instant_and_imports_no_heavy_module():
+    code = textwrap.dedent("""
+        import sys
+        from grokking_theories import study
+        try:
+            study.parse_args(["--help"])
+        except SystemExit:
+            pass
+        heavy = [m for m in ("torch", "pandas", "scipy", "statsmodels", "matplotlib") if m in sys.modules]
+        assert not heavy, heavy
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "--scale" in proc.stdout and "--workers" in proc.stdout

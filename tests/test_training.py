@@ -1,0 +1,175 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from grokking_theories.config import BudgetConfig, make_run_config
+from grokking_theories.errors import ConfigError
+from grokking_theories.models import build_model
+from grokking_theories.models.reference import ReferenceTransformer
+from grokking_theories.tasks import make_task
+from grokking_theories.training import checkpoint_steps, metric_steps, train_ensemble, train_run
+from grokking_theories.training.trainer import validate_run
+
+
+def metric_series(result, name):
+    return np.array([v for s, m, v in result.metrics if m == name])
+
+
+def final_params(result):
+    ck = result.checkpoint
+    assert ck["steps"][-1] == result.summary["steps_run"]
+    return {n: t[-1] for n, t in ck["params"].items()}
+
+
+@pytest.mark.parametrize("decay_target", ["zero", "init"])
+def test_k1_matches_torch_adamw_on_a_plain_model(decay_target):
+    """Our trainer (fast forward, ensemble AdamW, warm-up) against nn.Module + torch.optim.AdamW + LambdaLR."""
+    cfg = make_run_config(dict(op="add", p=7, train_frac=0.6, arch="transformer", d_model=16, n_heads=2, d_mlp=32,
+                               lr=3e-3, weight_decay=0.5, warmup_steps=5, decay_target=decay_target, max_steps=25,
+                               stop_after_grok=None, log_points=0, log_every=0, checkpoints=4, seed=3))
+    ours = final_params(train_run(cfg))
+
+    task = make_task(cfg.task)
+    model = build_model(cfg.model, cfg.task.p)
+    init = model.init_params([cfg.seed], [1.0])
+    ref = ReferenceTransformer(init)
+    opt = torch.optim.AdamW(ref.parameters(), lr=3e-3, betas=(0.9, 0.98), eps=1e-8,
+                            weight_decay=0.5 if decay_target == "zero" else 0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / 5, 1.0))
+    for _ in range(25):
+        logits = ref(task.train_x).double()
+        loss = torch.nn.functional.cross_entropy(logits, task.train_y)
+        opt.zero_grad()
+        loss.backward()
+        if decay_target == "init":  # decoupled decay toward theta_0, applied before the Adam step as AdamW does
+            with torch.no_grad():
+                lr_now = opt.param_groups[0]["lr"]
+                for name, p in ref.named_parameters():
+                    p.sub_(lr_now * 0.5 * (p - init[name][0]))
+        opt.step()
+        sched.step()
+    for name, p in ref.named_parameters():
+        torch.testing.assert_close(ours[name], p.detach(), rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_ensemble_members_equal_solo_runs(tiny_cfg):
+    cfgs = [tiny_cfg(seed=0, lr=1e-2), tiny_cfg(seed=1, lr=3e-3, weight_decay=0.1, alpha=2.0)]
+    together = train_ensemble(cfgs)
+    for cfg, res in zip(cfgs, together):
+        solo = train_run(cfg)
+        for name in ("train_loss", "test_acc", "weight_norm"):
+            np.testing.assert_allclose(metric_series(res, name), metric_series(solo, name), rtol=1e-5, atol=1e-7)
+
+
+def test_diverged_member_is_frozen_and_batch_mate_unaffected(tiny_cfg):
+    good, bad = tiny_cfg(seed=0), tiny_cfg(seed=1, lr=1e36)
+    res_good, res_bad = train_ensemble([good, bad])
+    assert res_bad.status == "diverged" and res_bad.summary["diverged_at"] is not None
+    assert res_good.status == "complete"
+    solo = train_run(good)
+    np.testing.assert_allclose(metric_series(res_good, "train_loss"), metric_series(solo, "train_loss"), rtol=1e-6)
+    bad_params = res_bad.checkpoint["params"]
+    for t in bad_params.values():  # frozen: the kept checkpoints are finite
+        assert torch.isfinite(t).all()
+
+
+def test_fixed_norm_holds_every_member_at_its_radius(tiny_cfg):
+    cfgs = [tiny_cfg(seed=0, fixed_norm=2.0, weight_decay=0.0), tiny_cfg(seed=1, fixed_norm=0.5, weight_decay=0.0),
+            tiny_cfg(seed=2)]
+    res = train_ensemble(cfgs)
+    for r, target in zip(res[:2], (2.0, 0.5)):
+        norms = metric_series(r, "weight_norm")
+        np.testing.assert_allclose(norms, target * r.summary["w0"], rtol=1e-4)
+    free = metric_series(res[2], "weight_norm")
+    assert abs(free[-1] - free[0]) > 0.01 * free[0]  # the unconstrained member's norm does move
+
+
+def test_stop_rule_stops_after_grokking_and_budget_otherwise(tiny_cfg):
+    # a+b mod 31 at train fraction 0.8 generalises within ~1000 steps; stop 10 steps after test acc >= 0.99
+    cfg = tiny_cfg(p=31, train_frac=0.8, width=128, max_steps=2000, stop_after_grok=10, log_every=5)
+    r = train_run(cfg)
+    t_grok = r.summary["t_grok"]
+    assert t_grok is not None and r.summary["steps_run"] == t_grok + 10
+    steps = sorted({s for s, _, _ in r.metrics})
+    assert steps[-1] == t_grok + 10
+    budget_run = train_run(tiny_cfg(max_steps=30, stop_after_grok=None))
+    assert budget_run.summary["steps_run"] == 30
+
+
+def test_metrics_are_logged_on_the_schedule_with_every_metric(tiny_cfg):
+    cfg = tiny_cfg()
+    r = train_run(cfg)
+    steps = sorted({s for s, _, _ in r.metrics})
+    assert steps == metric_steps(cfg.budget).tolist()
+    names = {m for _, m, _ in r.metrics}
+    for split in ("train", "test"):
+        for m in ("loss", "acc", "margin_mean", "margin_q10", "margin_q50", "margin_q90", "correct_prob"):
+            assert f"{split}_{m}" in names
+    assert {"weight_norm", "dist_from_init", "norm_embed_a", "norm_W_out"} <= names
+    assert metric_series(r, "dist_from_init")[0] == 0.0
+
+
+def test_accuracy_equals_fraction_of_positive_margins(tiny_cfg):
+    from grokking_theories.probes import classification_metrics
+    logits = torch.tensor([[[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 5.0], [0.0, 0.0, 1.0]]])
+    labels = torch.tensor([0, 2, 2, 1])
+    m = classification_metrics(logits, labels, "test")
+    assert m["test_acc"].item() == 0.5
+    np.testing.assert_allclose(m["test_margin_mean"].item(), np.mean([1.0, -2.0, 4.0, -1.0]))
+    np.testing.assert_allclose(m["test_loss"].item(),
+                               torch.nn.functional.cross_entropy(logits[0].double(), labels).item())
+
+
+def test_schedules():
+    b = BudgetConfig(max_steps=10_000, log_points=50, log_every=500, checkpoints=64)
+    steps = metric_steps(b)
+    assert steps[0] == 0 and steps[-1] == 10_000 and (np.diff(steps) > 0).all()
+    assert {1, 2, 3, 500, 9500} <= set(steps.tolist())
+    ck = checkpoint_steps(b)
+    assert len(ck) >= 60 and ck[-1] == 10_000
+    assert (ck <= 4_000).sum() >= 60  # still >= 60 checkpoints for a run that stops at 40 % of its budget
+
+
+def test_mini_batches_are_per_member_and_reproducible(tiny_cfg):
+    cfg = tiny_cfg(batch_size=16)
+    a, b = train_run(cfg), train_run(cfg)
+    np.testing.assert_array_equal(metric_series(a, "train_loss"), metric_series(b, "train_loss"))
+    together = train_ensemble([cfg, dataclasses.replace(cfg, seed=5)])
+    np.testing.assert_allclose(metric_series(together[0], "train_loss"), metric_series(a, "train_loss"), rtol=1e-6)
+    full = train_run(tiny_cfg())
+    assert not np.allclose(metric_series(full, "train_loss"), metric_series(a, "train_loss"))
+
+
+@pytest.mark.parametrize("override, needle", [
+    (dict(lr=0.0), "optim.lr must be > 0, got 0.0"),
+    (dict(weight_decay=-1.0), "optim.weight_decay must be >= 0"),
+    (dict(decay_target="one"), "decay_target must be 'zero' or 'init'"),
+    (dict(loss_dtype="float16"), "loss_dtype must be one of"),
+    (dict(max_steps=0), "budget.max_steps must be >= 1"),
+    (dict(fixed_norm=-1.0), "fixed_norm must be > 0"),
+])
+def test_bad_optimiser_and_budget_values(tiny_cfg, override, needle):
+    with pytest.raises(ConfigError) as err:
+        validate_run(tiny_cfg(**override))
+    assert needle in str(err.value)
+
+
+def test_ensemble_rejects_mixed_shapes(tiny_cfg):
+    with pytest.raises(ValueError, match="share"):
+        train_ensemble([tiny_cfg(), tiny_cfg(width=8)])
+
+
+def test_quick_mlp_groks(tiny_cfg):
+    """A known transition: a+b mod 59 at train fraction 0.5 fits early and generalises much later."""
+    cfg = tiny_cfg(p=59, width=256, lr=3e-3, weight_decay=1.0, max_steps=4000, stop_after_grok=0,
+                   log_points=40, log_every=50, checkpoints=0)
+    r = train_run(cfg)
+    t_fit, t_grok = r.summary["t_fit"], r.summary["t_grok"]
+    assert t_fit is not None and t_fit <= 400, r.summary
+    assert t_grok is not None, r.summary
+    assert t_grok >= 4 * t_fit  # delayed generalisation, not simultaneous learning
+    test_acc = metric_series(r, "test_acc")
+    steps = np.array(sorted({s for s, _, _ in r.metrics}))
+    assert test_acc[steps <= t_fit].max() < 0.5  # at chance-ish when train accuracy is already 0.99
