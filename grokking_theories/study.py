@@ -123,6 +123,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.name == "list":
             return list_studies()
+        if args.name == "report":
+            return rebuild_report(args)
         return run_study(args)
     except GrokkingError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -148,15 +150,51 @@ def run_study(args) -> int:
     with RunStore(store_dir) as store:
         counts = train_missing(study, store, device, workers, args.ensemble_size)
         table = run_table(study, store)
-    record = {"study": study.name, "path": str(study.path.resolve()), "scale": study.scale,
-              "store": str(Path(store_dir).resolve()), "device": device, "wall_time": time.time() - start,
-              **counts}
-    (out / "study.json").write_text(json.dumps(record, indent=2))
-    import pandas as pd
+        record = {"study": study.name, "path": str(study.path.resolve()), "scale": study.scale,
+                  "store": str(Path(store_dir).resolve()), "device": device, "wall_time": time.time() - start,
+                  **counts}
+        (out / "study.json").write_text(json.dumps(record, indent=2))
+        import pandas as pd
 
-    with pd.option_context("display.max_rows", 500, "display.width", 200):
-        print(table.to_string(index=False))
-    print(f"\n{counts['trained']} runs trained, {counts['reused']} reused from {store_dir}")
+        with pd.option_context("display.max_rows", 500, "display.width", 200):
+            print(table.to_string(index=False))
+        print(f"\n{counts['trained']} runs trained, {counts['reused']} reused from {store_dir}")
+        write_report(study, store, out)
+    return 0
+
+
+def write_report(study, store, out: Path) -> None:
+    """Evaluate the study's families on its runs and write report.html / report.json."""
+    from .report import build_report
+
+    print("evaluating predictions and writing the report ...", flush=True)
+    html, js = build_report(study, store, out)
+    print(f"report: {html}\n        {js}")
+
+
+def rebuild_report(args) -> int:
+    """``report --out DIR``: rebuild DIR's report from the store, training nothing."""
+    from .studies import load_study
+    from .store import RunStore
+
+    if args.out is None:
+        raise GrokkingError("report needs --out DIR, the output folder of an earlier study run")
+    record_path = args.out / "study.json"
+    if not record_path.is_file():
+        raise GrokkingError(f"{record_path} not found: --out must be a folder a study wrote")
+    try:
+        record = json.loads(record_path.read_text())
+        study_path, scale = record["path"], record["scale"]
+    except (ValueError, KeyError) as exc:
+        raise GrokkingError(f"{record_path} is corrupt ({exc}); rerun the study to rewrite it") from None
+    study = load_study(study_path, scale)
+    store_dir = args.store or Path(record.get("store", args.out / "store"))
+    with RunStore(store_dir, readonly=True) as store:
+        missing = [c.run_id for c in study.configs if c.run_id not in store.finished_ids()]
+        if missing:
+            print(f"warning: {len(missing)} runs of the study are not finished in {store_dir}; "
+                  "the report covers the finished ones", file=sys.stderr)
+        write_report(study, store, args.out)
     return 0
 
 

@@ -275,8 +275,9 @@ class Prediction:
             if c in table.columns:
                 distinct = pd.unique(table[c].dropna())
                 if len(distinct) < 2:
+                    shown = [v.item() if hasattr(v, "item") else v for v in list(distinct)[:3]]  # 1.0, not np.float64(1.0)
                     problems.append(
-                        f"config column {c!r} does not vary (values: {list(distinct)[:3]}); the prediction needs a sweep"
+                        f"config column {c!r} does not vary (values: {shown}); the prediction needs a sweep"
                     )
         return problems
 

@@ -1,0 +1,20 @@
+"""The comparison report: every family's verdicts on one study's runs, as HTML and JSON.
+
+``build_report(study, store, out_dir)`` reads the study's finished runs from a
+:class:`~grokking_theories.store.RunStore`, evaluates the families'
+predictions on each arm (and on all runs together), draws the grokking and
+weight-norm figures plus every family's own figures, and writes a
+self-contained ``report.html`` (inline CSS, figures as base64 PNG, no
+scripts) next to a machine-readable ``report.json``.
+
+The same store always gives the same bytes: nothing depends on the clock,
+PNGs carry no software stamp, floats are formatted with fixed precision and
+the JSON keys are sorted. That makes reports diffable and lets the tests
+compare them with a golden copy.
+
+matplotlib, seaborn, pandas and jinja2 are imported inside the functions
+that need them, so importing this package is cheap.
+"""
+from .build import ReportData, build_report, collect_report_data, render_html, render_json
+
+__all__ = ["ReportData", "build_report", "collect_report_data", "render_html", "render_json"]

@@ -1,0 +1,4 @@
+"""Import the shipped families so that they register themselves."""
+from . import sharpness  # noqa: F401
+from . import goldilocks  # noqa: F401
+from . import weight_decay  # noqa: F401
