@@ -15,7 +15,7 @@ from grokking_theories.study import main
 
 TINY = """
 description = "tiny test study"
-families = []
+families = ["sharpness"]
 
 [quick]
 seeds = [0, 1]
@@ -49,7 +49,7 @@ def test_grid_expansion_and_shared_runs(tmp_path):
 
 
 @pytest.mark.parametrize("edit, needle", [
-    (("families = []", "familys = []"), "unknown key 'familys' in"),
+    (('families = ["sharpness"]', 'familys = ["sharpness"]'), "unknown key 'familys' in"),
     (("seeds = [0, 1]", "seed = [0, 1]"), "unknown key 'seed' in"),
     (('name = "shared"', 'nme = "shared"'), "unknown key 'nme'"),
     (("width = 16", "widht = 16"), "unknown key 'widht' in"),
@@ -92,9 +92,25 @@ def test_cli_trains_then_reuses_everything(tmp_path, capsys):
     assert first["trained"] == 8 and first["reused"] == 0
     printed = capsys.readouterr().out
     assert "t_grok" in printed and "weight_decay" in printed
+    report = (out / "report.html").read_text()
+    assert "S1" in report and "wd" in report  # the verdict matrix: predictions x run sets
+    verdicts = json.loads((out / "report.json").read_text())["verdicts"]
+    assert {v["run_set"] for v in verdicts} == {"wd", "shared", "all"}
     assert main([str(path), "--out", str(out), "--workers", "1"]) == 0
     second = json.loads((out / "study.json").read_text())
     assert second["trained"] == 0 and second["reused"] == 8
+    # rebuilding the report trains nothing and gives the same bytes
+    (out / "report.html").unlink()
+    assert main(["report", "--out", str(out)]) == 0
+    assert (out / "report.html").read_text() == report
+
+
+def test_report_subcommand_needs_a_study_folder(tmp_path, capsys):
+    assert main(["report", "--out", str(tmp_path)]) == 2
+    assert "study.json not found" in capsys.readouterr().err
+    (tmp_path / "study.json").write_text("{not json")
+    assert main(["report", "--out", str(tmp_path)]) == 2
+    assert "is corrupt" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_input_with_exit_code_2(tmp_path, capsys):

@@ -33,3 +33,17 @@ def curves_by(ax, table, metric: str, by: str, *, label_fmt="{}", mean_only_lege
     ax.set_xscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
+
+
+def accuracy_grid(table, by: str, label_fmt: str, rows: str | None = None):
+    """Train and test accuracy against step, one colour per value of ``by``; one row per value of ``rows``."""
+    row_levels = sorted(table[rows].unique()) if rows else [None]
+    fig, axes = new_figure(2, len(row_levels), width=4.8, height=3.2)
+    for row, level in zip(axes, row_levels):
+        sub = table if rows is None else table[table[rows] == level]
+        for ax, metric in zip(row, ("train_acc", "test_acc")):
+            curves_by(ax, sub, metric, by, label_fmt=label_fmt)
+            ax.set_title(metric if rows is None else f"{metric}, {rows} {level:g}")
+    axes[0][1].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig

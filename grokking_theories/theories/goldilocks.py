@@ -217,20 +217,11 @@ def _shade_band(ax, table, vertical: bool):
 
 def figure_accuracy_per_alpha(table):
     """Train and test accuracy against step, one colour per alpha, one row per weight decay."""
-    from ._plotting import curves_by, new_figure
+    from ._plotting import accuracy_grid
     free = _unconstrained(table, decayed=False)
     if free.empty or free["alpha"].nunique() < 2:
         return None
-    wds = sorted(free["weight_decay"].unique())
-    fig, axes = new_figure(2, len(wds), width=4.8, height=3.2)
-    for row, wd in zip(axes, wds):
-        sub = free[free["weight_decay"] == wd]
-        for ax, metric in zip(row, ("train_acc", "test_acc")):
-            curves_by(ax, sub, metric, "alpha", label_fmt="alpha={:g}")
-            ax.set_title(f"{metric}, weight decay {wd:g}")
-    axes[0][1].legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    return fig
+    return accuracy_grid(free, "alpha", "alpha={:g}", rows="weight_decay")
 
 
 def figure_times_vs_alpha(table):

@@ -183,17 +183,11 @@ def _test_w5(table) -> Outcome:
 # ---------------------------------------------------------------- report figures
 def figure_curves_per_wd(table):
     """Train/test accuracy against step, one colour per weight decay."""
-    from ._plotting import curves_by, new_figure
+    from ._plotting import accuracy_grid
     sub, _ = _base_lr(table[table["fixed_norm"].isna()])
     if sub["weight_decay"].nunique() < 2:
         return None
-    fig, axes = new_figure(2, 1, width=4.8)
-    for ax, metric in zip(axes[0], ("train_acc", "test_acc")):
-        curves_by(ax, sub, metric, "weight_decay", label_fmt="wd={:g}")
-        ax.set_title(metric)
-    axes[0][1].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return accuracy_grid(sub, "weight_decay", "wd={:g}")
 
 
 def figure_times_vs_wd(table):
