@@ -285,8 +285,8 @@ WEIGHT_DECAY = register(Family(
             test=_test_w4),
         Prediction(
             id="W5", family="weight_decay",
-            statement=("One power law in wd holds across the swept range (it may bend at large wd, SCIENCE.md "
-                       "§14.1): fitted per range, the low-wd and high-wd log-log slopes of the delay agree."),
+            statement=("One power law in wd holds across the swept range (pilot runs suggest it bends at large "
+                       "wd): fitted per range, the low-wd and high-wd log-log slopes of the delay agree."),
             metrics_needed=("train_acc", "test_acc"), config_needed=("weight_decay",), config_present=("lr",),
             rule=(f"Split the complete wd levels (> 0, most common lr) into a low and a high half sharing the "
                   f"middle level; fit each. With the 95 % CI of slope(high) - slope(low): supported if it lies "
