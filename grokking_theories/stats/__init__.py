@@ -28,6 +28,8 @@ from .regression import SlopeResult, loglog_slope
 from .resampling import BootstrapCI, bootstrap_ci
 from .survival import (
     CensoredMedian,
+    CensoredSlopeResult,
+    censored_loglog_slope,
     CoxResult,
     KaplanMeier,
     LogrankResult,
@@ -48,6 +50,8 @@ from .transitions import (
 
 __all__ = [
     "InsufficientDataError",
+    "CensoredSlopeResult",
+    "censored_loglog_slope",
     # transitions
     "Crossing",
     "first_crossing",

@@ -202,8 +202,7 @@ def train_ensemble(configs: Sequence[RunConfig], device: str = "cpu",
     step = 0
     while True:
         live = [k for k in range(K) if active[k]]
-        stopping = any(stop_at[k] == step for k in live)
-        if step in log_at or stopping:
+        if step in log_at or any(stop_at[k] == step for k in live):  # a run's last step is always logged
             values = {n: v.detach().cpu().numpy() for n, v in ens.evaluate().items()}
             for k in live:
                 member = {n: float(v[k]) for n, v in values.items()}
@@ -217,7 +216,7 @@ def train_ensemble(configs: Sequence[RunConfig], device: str = "cpu",
                     t_grok[k] = step
                     if budget.stop_after_grok is not None:
                         stop_at[k] = min(stop_at[k], step + budget.stop_after_grok)
-        if step in ckpt_at or stopping or any(stop_at[k] == step for k in live):
+        if step in ckpt_at or any(stop_at[k] == step for k in live):  # stop_at may have just been set
             for k in live:
                 if active[k]:
                     ckpts[k].append((step, {n: t[k].detach().cpu().clone() for n, t in ens.params.items()}))
@@ -228,8 +227,9 @@ def train_ensemble(configs: Sequence[RunConfig], device: str = "cpu",
             break
         losses = ens.step()
         step += 1
-        for k in range(K):
-            if active[k] and not math.isfinite(float(losses[k])):
+        bad = active & ~torch.isfinite(losses)
+        if bool(bad.any()):  # one device sync per step, not one per member
+            for k in torch.nonzero(bad).flatten().tolist():
                 freeze(k, step - 1, diverged=True)
         if on_step is not None:
             on_step(1)
