@@ -28,7 +28,9 @@ def curves_by(ax, table, metric: str, by: str, *, label_fmt="{}", mean_only_lege
         for _, g in sub.groupby("run_id"):
             g = g.sort_values("step")
             ax.plot(np.maximum(g["step"], 1), g["value"], color=colour, alpha=0.25, lw=0.8)
-        mean = sub.groupby("step")["value"].mean()
+        # a run that stopped early (after grokking) keeps its last value, so the mean does not jump
+        wide = sub.pivot_table(index="step", columns="run_id", values="value").sort_index().ffill()
+        mean = wide.mean(axis=1)
         ax.plot(np.maximum(mean.index, 1), mean.values, color=colour, lw=2.0, label=label_fmt.format(level))
     ax.set_xscale("log")
     ax.set_xlabel("step")

@@ -255,7 +255,7 @@ def figure_norm_trajectories(table):
     """Weight norm against step per alpha (runs with weight decay), the Goldilocks band shaded."""
     from ._plotting import curves_by, new_figure
     free = _unconstrained(table)
-    if free.empty:
+    if free.empty or free["alpha"].nunique() < 2:
         return None
     fig, axes = new_figure(1, 1, width=6.0)
     ax = axes[0][0]

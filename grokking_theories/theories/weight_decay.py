@@ -45,6 +45,12 @@ def _censored_slope(times):
     return censored_loglog_slope(times["weight_decay"], times["delay"].clip(lower=1), ~times["delay_censored"])
 
 
+def _wd_ranges(levels):
+    """W5's low and high halves of the sorted wd levels; they share the middle level."""
+    half = len(levels) // 2
+    return levels[:half + 1], levels[half:]
+
+
 def _test_w1(table) -> Outcome:
     times, lr = _delays(table)
     if times["weight_decay"].nunique() < 3:
@@ -114,7 +120,8 @@ def _decay_rates(table):
     for run_id, g in runs(table):
         row = times[times["run_id"] == run_id].iloc[0]
         lr, wd = float(g["lr"].iloc[0]), float(g["weight_decay"].iloc[0])
-        if wd <= 0 or row["fit_censored"] or g["fixed_norm"].notna().any():
+        # the rate law is for decay toward zero; decay toward the init pulls toward theta_0 instead
+        if wd <= 0 or row["fit_censored"] or g["fixed_norm"].notna().any() or g["decay_target"].iloc[0] != "zero":
             continue
         steps, norm = run_series(g, "weight_norm")
         end = row["t_grok"]
@@ -153,9 +160,8 @@ def _test_w5(table) -> Outcome:
     levels = sorted(times["weight_decay"].unique())
     if len(levels) < 4:
         raise InsufficientDataError(f"{len(levels)} weight-decay levels > 0; a per-range fit needs 4")
-    half = len(levels) // 2
-    parts = (times[times["weight_decay"].isin(levels[:half + 1])], times[times["weight_decay"].isin(levels[half:])])
-    fits = [_censored_slope(part) for part in parts]
+    low, high = _wd_ranges(levels)
+    fits = [_censored_slope(times[times["weight_decay"].isin(part)]) for part in (low, high)]
     diff = fits[1].slope - fits[0].slope
     se = float(np.hypot(fits[0].slope_se, fits[1].slope_se))
     from scipy.stats import norm
@@ -167,13 +173,12 @@ def _test_w5(table) -> Outcome:
         verdict = "contradicted"  # the law bends materially
     else:
         verdict = "inconclusive"
-    notes = (f"lr {lr:g}; low range wd {levels[0]:g}-{levels[half]:g}: slope {fits[0].slope:.2f} "
+    notes = (f"lr {lr:g}; low range wd {low[0]:g}-{low[-1]:g}: slope {fits[0].slope:.2f} "
              f"[{fits[0].ci_low:.2f}, {fits[0].ci_high:.2f}], {fits[0].n_censored} censored; high range wd "
-             f"{levels[half]:g}-{levels[-1]:g}: slope {fits[1].slope:.2f} [{fits[1].ci_low:.2f}, "
+             f"{high[0]:g}-{high[-1]:g}: slope {fits[1].slope:.2f} [{fits[1].ci_low:.2f}, "
              f"{fits[1].ci_high:.2f}], {fits[1].n_censored} censored")
     return Outcome(verdict, "slope(high wd) - slope(low wd)", diff, diff, "change of the log-log slope",
-                   lo, hi, 1 - ALPHA, None, None, sum(f.n for f in fits) - int((times["weight_decay"] == levels[half]).sum()),
-                   notes)
+                   lo, hi, 1 - ALPHA, None, None, len(times), notes)
 
 
 # ---------------------------------------------------------------- report figures
@@ -200,14 +205,16 @@ def figure_times_vs_wd(table):
     ax.scatter(times.loc[~ok, "weight_decay"], times.loc[~ok, "delay"].clip(lower=1), facecolors="none",
                edgecolors="C0", marker="^", label="censored (lower bound)")
     fitted = times[~times["fit_censored"]]
-    try:
-        fit = _censored_slope(fitted)
-    except InsufficientDataError:
-        fit = None
-    if fit is not None:
-        xs = np.geomspace(fitted["weight_decay"].min(), fitted["weight_decay"].max(), 50)
-        ax.plot(xs, 10 ** (fit.intercept + fit.slope * np.log10(xs)), color="C1",
-                label=f"slope {fit.slope:.2f} [{fit.ci_low:.2f}, {fit.ci_high:.2f}]")
+    levels = sorted(fitted["weight_decay"].unique())
+    ranges = [("all", levels)] + (list(zip(("low", "high"), _wd_ranges(levels))) if len(levels) >= 4 else [])
+    for colour, (name, lv) in zip(("C1", "C3", "C4"), ranges):
+        try:  # the censored regression of W1 (whole range) and W5 (per range)
+            fit = _censored_slope(fitted[fitted["weight_decay"].isin(lv)])
+        except InsufficientDataError:
+            continue
+        xs = np.geomspace(min(lv), max(lv), 50)
+        ax.plot(xs, 10 ** (fit.intercept + fit.slope * np.log10(xs)), color=colour, ls="-" if name == "all" else "--",
+                label=f"{name}: slope {fit.slope:.2f} [{fit.ci_low:.2f}, {fit.ci_high:.2f}]")
     ax.set_title(f"t_grok - t_fit vs wd (lr {lr:g})")
     axes[0][1].scatter(times["weight_decay"], times["t_fit"], color="C2")
     axes[0][1].set_title("t_fit vs wd")
@@ -276,9 +283,10 @@ WEIGHT_DECAY = register(Family(
         Prediction(
             id="W4", family="weight_decay",
             statement="After t_fit the weight norm falls at about the decay rate: d ln||theta||/dt ~ -lr*wd.",
-            metrics_needed=("train_acc", "test_acc", "weight_norm"), config_present=("lr", "weight_decay",
-                                                                                      "fixed_norm"),
-            rule=(f"Per run with wd > 0: slope of ln||theta|| from its peak after t_fit to t_grok, divided by "
+            metrics_needed=("train_acc", "test_acc", "weight_norm"),
+            config_present=("lr", "weight_decay", "fixed_norm", "decay_target"),
+            rule=(f"Per run with wd > 0 decaying toward zero: slope of ln||theta|| from its peak after t_fit to "
+                  f"t_grok, divided by "
                   f"-lr*wd. Supported if the 95 % bootstrap CI of the median ratio lies inside {RATE_BAND}; "
                   f"contradicted if it lies entirely outside; otherwise inconclusive."),
             test=_test_w4),
