@@ -87,14 +87,27 @@ def train_missing(study, store, device: str, workers: int, ensemble_size: Option
     workers = max(1, min(workers, len(plan)))
     print(f"training {len(todo)} runs as {len(plan)} ensembles with {workers} worker(s)", flush=True)
     executor = LocalExecutor(workers)
-    with tqdm(total=len(todo), unit="run", desc="training", dynamic_ncols=True) as bar:
+    # The bar counts model-steps (an ensemble step of K runs is K); a run that stops early after
+    # grokking is topped up to its budget when its ensemble finishes, so the bar ends at its total.
+    budgets = [sum(c.budget.max_steps for c in group) for group in plan]
+    reported = [0] * len(plan)
+
+    def on_progress(index: int, steps: int) -> None:
+        done = min(steps * len(plan[index]), budgets[index] - reported[index])
+        reported[index] += done
+        bar.update(done)
+
+    with tqdm(total=sum(budgets), unit="step", unit_scale=True, desc="training", dynamic_ncols=True) as bar:
+        bar.set_postfix_str(f"runs 0/{len(todo)}")
         try:
-            for results in executor.run(plan, device):
+            for index, results in executor.run(plan, device, on_progress):
                 for r in results:
                     store.write_result(r.config, r.metrics, checkpoint=r.checkpoint, status=r.status,
                                        summary=r.summary, wall_time=r.wall_time, device=r.device)
                 counts["trained"] += len(results)
-                bar.update(len(results))
+                bar.update(budgets[index] - reported[index])
+                reported[index] = budgets[index]
+                bar.set_postfix_str(f"runs {counts['trained']}/{len(todo)}")
         except KeyboardInterrupt:
             bar.close()
             print(f"\ninterrupted: {counts['trained']} runs saved, {len(todo) - counts['trained']} left; "

@@ -166,9 +166,23 @@ def test_executor_rebuilds_the_pool_when_a_worker_dies(tmp_path, monkeypatch, ti
     import study_helpers
     groups = [[tiny_cfg(seed=0)], [tiny_cfg(seed=1)]]
     ex = LocalExecutor(workers=2, fn=study_helpers.die_once_then_train)
-    results = [r for batch in ex.run(groups, "cpu") for r in batch]
+    progress = []
+    results = [r for _, batch in ex.run(groups, "cpu", lambda i, n: progress.append((i, n))) for r in batch]
     assert sorted(r.config.seed for r in results) == [0, 1]
     assert (tmp_path / "marker").read_text() == "died"
+    # workers reported their steps through the queue: at least each group's budget in total
+    steps = {i: sum(n for j, n in progress if j == i) for i in (0, 1)}
+    assert all(steps[i] >= tiny_cfg().budget.max_steps for i in (0, 1)), steps
+
+
+def test_in_process_executor_reports_every_step(tiny_cfg):
+    from grokking_theories.execution import LocalExecutor
+    progress = []
+    out = list(LocalExecutor(workers=1).run([[tiny_cfg(seed=0)], [tiny_cfg(seed=1)]], "cpu",
+                                            lambda i, n: progress.append((i, n))))
+    assert [i for i, _ in out] == [0, 1]
+    for i in (0, 1):
+        assert sum(n for j, n in progress if j == i) == tiny_cfg().budget.max_steps
 
 
 def test_help_is_instant_and_imports_no_heavy_module():

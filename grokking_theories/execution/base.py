@@ -43,10 +43,15 @@ def plan_ensembles(configs: Sequence[RunConfig], device: str = "cpu",
 
 
 class Executor(ABC):
-    """Trains ensembles; yields ``list[RunResult]`` per group, in completion order."""
+    """Trains ensembles; yields ``(group index, list[RunResult])`` per group, in completion order.
+
+    ``on_progress(group_index, steps)``, when given, is called in the driver
+    as a group takes training steps (for progress bars); it must never be
+    needed for correctness.
+    """
 
     @abstractmethod
-    def run(self, groups: Sequence[Sequence[RunConfig]], device: str) -> Iterator[list]:
+    def run(self, groups: Sequence[Sequence[RunConfig]], device: str, on_progress=None) -> Iterator[list]:
         ...
 
     def close(self) -> None:
