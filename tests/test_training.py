@@ -173,3 +173,18 @@ def test_quick_mlp_groks(tiny_cfg):
     test_acc = metric_series(r, "test_acc")
     steps = np.array(sorted({s for s, _, _ in r.metrics}))
     assert test_acc[steps <= t_fit].max() < 0.5  # at chance-ish when train accuracy is already 0.99
+
+
+def test_offline_probes_on_stored_checkpoints_equal_the_online_metrics(tiny_cfg, tmp_path):
+    from grokking_theories.probes import stored_checkpoint_metrics
+    from grokking_theories.store import RunStore
+    cfg = tiny_cfg(max_steps=40, log_points=0, log_every=5, checkpoints=8)  # checkpoints every 5 steps too
+    r = train_run(cfg)
+    with RunStore(tmp_path / "store") as store:
+        store.write_result(cfg, r.metrics, checkpoint=r.checkpoint, summary=r.summary)
+        offline = stored_checkpoint_metrics(store, cfg.run_id)
+    online = {(s, m): v for s, m, v in r.metrics}
+    shared = [(s, m, v) for s, m, v in offline.itertuples(index=False) if (s, m) in online]
+    assert len({s for s, _, _ in shared}) >= 5 and {m for _, m, _ in shared} == {m for _, m in online}
+    for s, m, v in shared:
+        np.testing.assert_allclose(v, online[(s, m)], rtol=1e-5, atol=1e-6, err_msg=f"{m} at step {s}")

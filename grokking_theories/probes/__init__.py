@@ -5,5 +5,7 @@ offline on stored checkpoints. Later families add Fourier probes here.
 """
 from .metrics import (MARGIN_QUANTILES, classification_metrics, cross_entropy, evaluate,
                       weight_norms)
+from .offline import checkpoint_metrics, stored_checkpoint_metrics
 
-__all__ = ["MARGIN_QUANTILES", "classification_metrics", "cross_entropy", "evaluate", "weight_norms"]
+__all__ = ["MARGIN_QUANTILES", "checkpoint_metrics", "classification_metrics", "cross_entropy", "evaluate",
+           "stored_checkpoint_metrics", "weight_norms"]
