@@ -117,18 +117,12 @@ def train_missing(study, store, device: str, workers: int, ensemble_size: Option
 
 
 def run_table(study, store):
-    """One row per run of the study: what varies, plus the grokking summary."""
-    runs = store.runs_table()
-    ids = {rid: arm for arm, rids in study.run_sets().items() for rid in rids}
-    runs = runs[runs["run_id"].isin(ids)].copy()
-    runs.insert(0, "arm", runs["run_id"].map(ids))
-    from .config import FIELD_NAMES
-    varying = [c for c in runs.columns if c in FIELD_NAMES and c != "seed" and runs[c].astype(str).nunique() > 1]
-    cols = ["arm", "run_id"] + varying + ["seed", "status"] + [
-        c for c in ("summary_t_fit", "summary_t_grok", "summary_final_test_acc", "summary_final_weight_norm")
-        if c in runs.columns]
-    table = runs[cols].rename(columns=lambda c: c.replace("summary_", ""))
-    return table.sort_values(["arm"] + varying + ["seed"]).reset_index(drop=True)
+    """One row per run of the study: what varies, seed, status and the grokking summary (as in the report)."""
+    import pandas as pd
+    from .report.build import run_table_records
+
+    _, columns, records = run_table_records(study, store.runs_table())
+    return pd.DataFrame(records, columns=columns).drop(columns=["wall_time", "device"])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

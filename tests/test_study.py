@@ -199,3 +199,19 @@ def test_help_is_instant_and_imports_no_heavy_module():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "--scale" in proc.stdout and "--workers" in proc.stdout
+
+
+def test_list_names_every_shipped_study(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("omnigrok", "weight_decay", "sharpness"):
+        assert name in out
+    assert "[quick, paper]" in out
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main([str(write_study(tmp_path)), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert "torch sees no CUDA device" in capsys.readouterr().err

@@ -169,7 +169,7 @@ def collect_report_data(study, store, *, families=None, provenance_overrides=Non
 
     runs_df = store.runs_table()
     runs_df = runs_df[runs_df["run_id"].isin(set(study_ids))]
-    varying, columns, runs = _run_table(study, runs_df)
+    varying, columns, runs = run_table_records(study, runs_df)
     provenance = _provenance(study, store, runs_df, finished, provenance_overrides or {})
     figures = _figures(study, table, families)
     return ReportData(study=study.name, scale=study.scale, description=study.description, families=families,
@@ -227,7 +227,7 @@ def _varying(flats: Sequence[dict]) -> list[str]:
     return out
 
 
-def _run_table(study, runs_df) -> tuple[list[str], list[str], list[dict]]:
+def run_table_records(study, runs_df) -> tuple[list[str], list[str], list[dict]]:
     """(varying columns, column names, records): one record per (arm, run) of the study."""
     from .figures import _sort_key
 
