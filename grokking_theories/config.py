@@ -59,7 +59,8 @@ class BudgetConfig:
     stop_after_grok: Optional[int] = 500  # stop this many steps after test acc >= 0.99 (None: run to budget)
     log_points: int = 120  # log-spaced metric steps (dense early, where memorisation happens)
     log_every: int = 50  # plus a linear grid every log_every steps (resolves the late transition)
-    checkpoints: int = 64  # log-spaced parameter checkpoints kept for offline probes (>= 60 for Fourier work)
+    checkpoints: int = 64  # parameter checkpoints kept per run for offline probes (>= 60 for Fourier work),
+    #   half log-spaced, half evenly spaced over the steps the run actually took
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from grokking_theories.models import build_model
 from grokking_theories.models.reference import ReferenceTransformer
 from grokking_theories.tasks import make_task
 from grokking_theories.training import checkpoint_steps, metric_steps, train_ensemble, train_run
+from grokking_theories.training.schedule import thin_checkpoints
 from grokking_theories.training.trainer import validate_run
 
 
@@ -128,8 +129,21 @@ def test_schedules():
     assert steps[0] == 0 and steps[-1] == 10_000 and (np.diff(steps) > 0).all()
     assert {1, 2, 3, 500, 9500} <= set(steps.tolist())
     ck = checkpoint_steps(b)
-    assert len(ck) >= 60 and ck[-1] == 10_000
-    assert (ck <= 4_000).sum() >= 60  # still >= 60 checkpoints for a run that stops at 40 % of its budget
+    assert ck[0] == 0 and ck[-1] == 10_000
+    for last in (10_000, 4_000, 1_500):  # a run may stop long before its budget
+        reached = ck[ck <= last]
+        kept = reached[thin_checkpoints(reached, last, 64)]
+        assert len(kept) >= 64 and kept[0] == 0 and kept[-1] == reached[-1]
+        assert len(np.unique(kept)) == len(kept)
+        assert (kept <= last / 10).sum() >= 10  # dense early (log-spaced half) ...
+        assert (kept >= last / 2).sum() >= 12  # ... and spread through the late phase (linear half)
+
+
+def test_runs_keep_their_checkpoint_count_when_they_stop_early(tiny_cfg):
+    cfg = tiny_cfg(p=31, train_frac=0.8, width=128, max_steps=4000, stop_after_grok=10, log_every=5, checkpoints=30)
+    r = train_run(cfg)
+    assert r.summary["steps_run"] < 2000  # stopped long before its budget
+    assert r.summary["n_checkpoints"] >= 30 and r.checkpoint["steps"][-1] == r.summary["steps_run"]
 
 
 def test_mini_batches_are_per_member_and_reproducible(tiny_cfg):

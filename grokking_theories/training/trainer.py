@@ -22,7 +22,7 @@ from ..models import build_model
 from ..probes import cross_entropy, evaluate
 from ..tasks import make_task
 from .adamw import EnsembleAdamW
-from .schedule import checkpoint_steps, metric_steps
+from .schedule import checkpoint_steps, metric_steps, thin_checkpoints
 
 FIT_THRESHOLD = 0.99  # t_fit / t_grok: first logged step with accuracy >= 0.99 (Power et al.)
 LOSS_DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -171,8 +171,9 @@ def train_ensemble(configs: Sequence[RunConfig], device: str = "cpu",
                    on_step: Optional[Callable[[int], None]] = None) -> list[RunResult]:
     """Train the given runs as one ensemble and return one RunResult per config.
 
-    Metrics are logged on :func:`metric_steps`, checkpoints kept on
-    :func:`checkpoint_steps`; a member stops at its budget, ``stop_after_grok``
+    Metrics are logged on :func:`metric_steps`; checkpoints are taken on
+    :func:`checkpoint_steps` and thinned to ``budget.checkpoints`` per run by
+    :func:`thin_checkpoints`; a member stops at its budget, ``stop_after_grok``
     steps after its test accuracy first reaches 0.99, or when its loss turns
     NaN/Inf (status "diverged"; its batch-mates train on unaffected).
     ``on_step(n)`` is called with the number of steps just taken.
@@ -239,11 +240,12 @@ def train_ensemble(configs: Sequence[RunConfig], device: str = "cpu",
     for k, cfg in enumerate(configs):
         if active[k]:
             last_step[k] = step
-        steps = [s for s, _ in ckpts[k]]
+        kept = [ckpts[k][i] for i in thin_checkpoints([s for s, _ in ckpts[k]], last_step[k], budget.checkpoints)]
+        steps = [s for s, _ in kept]
         checkpoint = None
         if steps:
             checkpoint = {"steps": torch.tensor(steps, dtype=torch.long),
-                          "params": {n: torch.stack([c[n] for _, c in ckpts[k]]) for n in ens.params}}
+                          "params": {n: torch.stack([c[n] for _, c in kept]) for n in ens.params}}
         final = {m: v for s, m, v in rows[k] if s == rows[k][-1][0]} if rows[k] else {}
         summary = {
             "t_fit": t_fit[k], "t_grok": t_grok[k], "steps_run": last_step[k],
