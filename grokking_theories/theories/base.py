@@ -10,7 +10,7 @@ ablation, the sharpness claim on the Omnigrok sweep.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Mapping, Sequence
 
 from ..config import did_you_mean
 from ..errors import ConfigError
