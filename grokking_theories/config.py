@@ -104,6 +104,75 @@ class RunConfig:
         )
 
 
+# --- value validation: one place checks every value, before any training ---------------------------
+
+ARCHS = ("mlp", "transformer")
+DECAY_TARGETS = ("zero", "init")
+DECAYED = ("all", "matrices")
+LOSS_DTYPES = ("float64", "float32")
+NEEDS_PRIME = ("div", "mul")  # a / b and the multiplicative group need a field: p prime
+
+
+def is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, int(n ** 0.5) + 1))
+
+
+def _one_of(value, choices, name: str) -> tuple[bool, str]:
+    return value in choices, (f"unknown {name} {value!r}{did_you_mean(str(value), choices)}; "
+                              f"{name} must be one of {', '.join(choices)}")
+
+
+def task_problems(t: TaskConfig) -> list[str]:
+    checks = [
+        _one_of(t.op, OPS, "op"),
+        (isinstance(t.p, int) and t.p >= 2, f"p must be an integer >= 2, got {t.p!r}"),
+        (t.op not in NEEDS_PRIME or is_prime(t.p), f"op {t.op!r} needs a prime modulus, got p={t.p}"),
+        (0.0 < t.train_frac < 1.0, f"train_frac must lie in (0, 1), got {t.train_frac!r}"),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def model_problems(m: ModelConfig) -> list[str]:
+    checks = [_one_of(m.arch, ARCHS, "arch")]
+    checks += [(getattr(m, n) >= 1, f"model.{n} must be >= 1, got {getattr(m, n)!r}")
+               for n in ("width", "d_model", "n_heads", "d_mlp")]
+    checks += [
+        (m.alpha > 0, f"model.alpha (init scale) must be > 0, got {m.alpha!r}"),
+        (m.arch != "transformer" or m.n_heads < 1 or m.d_model % m.n_heads == 0,
+         f"d_model={m.d_model} is not divisible by n_heads={m.n_heads}"),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def optim_budget_problems(o: "OptimConfig", b: "BudgetConfig") -> list[str]:
+    checks = [
+        (o.lr > 0, f"optim.lr must be > 0, got {o.lr!r}"),
+        (o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay!r}"),
+        (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, f"optim betas must lie in [0, 1), got ({o.beta1}, {o.beta2})"),
+        (o.eps > 0, f"optim.eps must be > 0, got {o.eps!r}"),
+        (o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {o.warmup_steps!r}"),
+        _one_of(o.decay_target, DECAY_TARGETS, "optim.decay_target"),
+        _one_of(o.decayed, DECAYED, "optim.decayed"),
+        (o.batch_size >= 0, f"optim.batch_size must be >= 0 (0 = full batch), got {o.batch_size!r}"),
+        (o.fixed_norm is None or o.fixed_norm > 0, f"optim.fixed_norm must be > 0 or absent, got {o.fixed_norm!r}"),
+        _one_of(o.loss_dtype, LOSS_DTYPES, "optim.loss_dtype"),
+        (b.max_steps >= 1, f"budget.max_steps must be >= 1, got {b.max_steps!r}"),
+        (b.stop_after_grok is None or b.stop_after_grok >= 0,
+         f"budget.stop_after_grok must be >= 0 or absent, got {b.stop_after_grok!r}"),
+        (b.log_points >= 0 and b.log_every >= 0 and b.checkpoints >= 0,
+         "budget.log_points, log_every and checkpoints must be >= 0"),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def validate(config: "RunConfig") -> None:
+    """Raise ConfigError naming the first bad value of ``config`` (task, model, optimiser, budget)."""
+    problems = (task_problems(config.task) + model_problems(config.model)
+                + optim_budget_problems(config.optim, config.budget))
+    if problems:
+        raise ConfigError(problems[0])
+
+
 SECTIONS = {"task": TaskConfig, "model": ModelConfig, "optim": OptimConfig, "budget": BudgetConfig}
 FIELD_NAMES = {f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)} | {"seed"}
 

@@ -1,7 +1,9 @@
 """Command line: ``python -m grokking_theories.study NAME [options]``.
 
-Trains the study's runs that the store does not hold yet, then prints the run
-table (and, once families are registered, writes the comparison report).
+Trains the study's runs that the store does not hold yet, prints the run
+table, evaluates the study's families and writes the comparison report; runs
+censored at their budget are counted per arm (with the budget that would
+resolve them) before the report's path is printed.
 Heavy modules are imported inside functions so that ``--help`` is instant.
 """
 from __future__ import annotations
@@ -171,11 +173,18 @@ def run_study(args) -> int:
 
 
 def write_report(study, store, out: Path) -> None:
-    """Evaluate the study's families on its runs and write report.html / report.json."""
-    from .report import build_report
+    """Evaluate the study's families on its runs and write report.html / report.json.
+
+    Runs censored at their budget are counted per arm (with the budget that
+    would resolve them) before the report's path, as at the top of the report.
+    """
+    from .report import collect_report_data, write_report_files
 
     print("evaluating predictions and writing the report ...", flush=True)
-    html, js = build_report(study, store, out)
+    data = collect_report_data(study, store)
+    html, js = write_report_files(data, out)
+    if data.censoring is not None and data.censoring.any:
+        print("\n".join(data.censoring.lines()))
     print(f"report: {html}\n        {js}")
 
 

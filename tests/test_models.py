@@ -91,3 +91,51 @@ def test_bad_model_config(cfg, needle):
     with pytest.raises(ConfigError) as err:
         build_model(cfg, P)
     assert needle in str(err.value)
+
+
+def _autograd_loss_and_grads(model, params, x, y, dtype=torch.float64):
+    from grokking_theories.probes import cross_entropy
+    leaves = {n: t.detach().clone().requires_grad_() for n, t in params.items()}
+    losses = cross_entropy(model.forward(leaves, x), y, dtype)
+    grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
+    return losses.detach(), dict(zip(leaves, grads))
+
+
+def _hand_written(model, params, x, y):
+    grads = {n: torch.full_like(t, float("nan")) for n, t in params.items()}  # every entry must be written
+    return model.loss_and_grad(params, x, y, grads), grads
+
+
+def test_mlp_hand_written_gradient_equals_autograd_on_the_float64_loss():
+    model = build_model(ModelConfig(arch="mlp", width=24), P)
+    params = model.init_params([0, 1, 2], [1.0, 4.0, 30.0])  # alpha 30: logits in the hundreds
+    x = torch.cartesian_prod(torch.arange(P), torch.arange(P))
+    y = (x[:, 0] + x[:, 1]) % P
+    per_member = torch.stack([x[:60], x[50:110], x[100:160]])  # (K, N, 2): one mini-batch per member
+    for xs, ys in ((x, y), (per_member, (per_member[..., 0] + per_member[..., 1]) % P)):
+        want_loss, want = _autograd_loss_and_grads(model, params, xs, ys)
+        loss, grads = _hand_written(model, params, xs, ys)
+        assert loss.dtype == torch.float64
+        torch.testing.assert_close(loss, want_loss, rtol=1e-6, atol=0)
+        for name, g in want.items():
+            torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-6 * g.abs().max().item(), msg=name)
+
+
+def test_mlp_hand_written_gradient_keeps_float64_precision_where_float32_collapses():
+    """Correct logit ahead by ~25: the float32 loss rounds to 0 (softmax collapse), the float64 one does not."""
+    model = build_model(ModelConfig(arch="mlp", width=P), P)
+    gen = torch.Generator().manual_seed(0)
+    eye = torch.eye(P)[None]
+    params = {"embed_a": eye.clone(), "embed_b": torch.zeros(1, P, P), "b_in": torch.zeros(1, P),
+              "W_out": 25 * eye + torch.rand(1, P, P, generator=gen), "b_out": torch.rand(1, P, generator=gen)}
+    x = torch.cartesian_prod(torch.arange(P), torch.arange(P))
+    y = x[:, 0]  # the argmax class: every example is confidently correct
+    assert _autograd_loss_and_grads(model, params, x, y, torch.float32)[0].item() == 0.0
+    want_loss, want = _autograd_loss_and_grads(model, params, x, y)
+    loss, grads = _hand_written(model, params, x, y)
+    assert 0 < loss.item() < 1e-8
+    torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=0)
+    for name in ("W_out", "b_out", "embed_a", "b_in"):  # gradients of size ~1e-10, compared relatively
+        torch.testing.assert_close(grads[name], want[name], rtol=1e-4, atol=1e-6 * want[name].abs().max().item(),
+                                   msg=name)
+    assert grads["W_out"][0].diagonal().lt(0).all()  # the correct class is pushed up, not ignored

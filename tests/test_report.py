@@ -1,7 +1,10 @@
 """Tests of grokking_theories.report: content, determinism, golden files, side effects.
 
 No model is trained: the store is filled with synthetic tidy rows with planted
-grokking curves (:func:`grokking_theories.theories.synthetic.synthetic_table`).
+grokking curves (:func:`grokking_theories.theories.synthetic.synthetic_table`),
+and the predictions are planted ones defined here (:data:`FAMILIES`), so the
+tests freeze the report's *format* (headline table, secondary matrix,
+censoring box, notes) and no shipped family's verdict.
 
 Golden files (``tests/golden/report.json`` and ``tests/golden/report_text.html``,
 the HTML with its base64 figures replaced by placeholders) pin the rendering.
@@ -20,13 +23,18 @@ import io
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from grokking_theories.levels import GROK_ACC
 from grokking_theories.report import ReportData, build_report, collect_report_data
+from grokking_theories.stats import (Design, InsufficientDataError, Outcome, Prediction,
+                                     directional_outcome, equivalence_outcome, grokking_times)
 from grokking_theories.store import RunStore
+from grokking_theories.theories import Family
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 REGENERATE = os.environ.get("GT_REGENERATE_GOLDEN") == "1"
@@ -34,12 +42,11 @@ REGENERATE_HINT = ("the report no longer matches the golden copy in tests/golden
                    "regenerate with `GT_REGENERATE_GOLDEN=1 python -m pytest tests/test_report.py -k golden` "
                    "and review the diff of tests/golden/")
 
-# Two arms: a grid over the init scale where every run groks (so the sharpness predictions are
-# decided), and a low-decay arm whose two runs never grok within the budget (so both predictions
-# lack data there and must come out 'inconclusive' with a note).
+# Two arms: a grid over the init scale where every run groks, and a low-decay arm whose two runs
+# never grok within the budget (censored: the report's censoring box counts them).
 STUDY_TOML = """\
-description = "Report test: synthetic grokking curves, no training"
-families = ["sharpness"]
+description = "Report test: synthetic grokking curves, planted predictions, no training"
+families = ["planted_a", "planted_b"]
 
 [quick]
 seeds = [0, 1, 2]
@@ -56,13 +63,103 @@ seeds = [0, 1]
 """
 RUN_SETS = ("alpha", "low_decay", "all")
 N_RUNS = 11
-PREDICTIONS = ("S1", "S2")
+PREDICTIONS = ("PA1", "PA2", "PA3", "PA4", "PB1", "PB2")
+HEADLINE_KEYS = {"id", "verdict", "test", "effect", "effect_name", "ci", "p", "p_adjusted", "n", "run_filter",
+                 "notes"}
 
 # Everything machine-specific is pinned, so the golden files hold on any checkout.
 PINNED = {"git_commit": "golden", "git_dirty": False, "study_path": "<study>/report_study.toml",
           "store": "<store>", "python": "<python>", "dependencies": {}}
 
 IMG = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+
+
+# ---------------------------------------------------------------------- planted predictions (the format under test)
+
+
+def _n(table) -> int:
+    return int(table["run_id"].nunique())
+
+
+def _pa1(table) -> Outcome:
+    """A directional slope with a planted estimate: supported wherever its design (>= 3 alpha levels) exists."""
+    return directional_outcome(estimate=-1.0, se=0.2, df=_n(table) - 2, expected="negative",
+                               test="planted t-test of a slope", statistic_name="planted slope",
+                               n_runs=_n(table))
+
+
+def _pa2(table) -> Outcome:
+    """An equivalence prediction whose planted estimate lies far outside the margin: contradicted."""
+    return equivalence_outcome(estimate=0.8, se=0.1, df=_n(table) - 1, target=0.0, margin=0.2,
+                               test="TOST, margin 0.2", statistic_name="planted difference", n_runs=_n(table))
+
+
+def _pa3(table) -> Outcome:
+    """Needs every run of its design to generalise: censored runs make it inconclusive, saying so."""
+    times = grokking_times(table)
+    censored = int(times["grok_censored"].sum())
+    if censored:
+        raise InsufficientDataError(f"{censored} of {len(times)} run(s) censored at the budget (test accuracy "
+                                    f"never reached {GROK_ACC:g}); a longer budget would decide this")
+    return directional_outcome(estimate=0.3, se=0.25, df=len(times) - 1, expected="positive",
+                               test="planted one-sample t-test", statistic_name="planted mean",
+                               n_runs=len(times))
+
+
+def _pa4(table) -> Outcome:
+    """Warns like a degenerate fit, and is decided at p = 0.03 (Holm demotes it in the headline family)."""
+    warnings.warn("planted: the fit met a constant input", RuntimeWarning)
+    return Outcome(verdict="supported", test="planted exact test", statistic_name="planted statistic",
+                   statistic=2.2, effect_name="planted effect", effect_size=0.5, ci_low=0.1, ci_high=0.9,
+                   p_value=0.03, p_supports="supported", n_runs=_n(table))
+
+
+def _pb1(table) -> Outcome:
+    return Outcome(verdict="supported", test="planted exact test", statistic_name="planted statistic",
+                   statistic=-3.0, effect_name="planted effect", effect_size=-1.0, ci_low=-1.5, ci_high=-0.5,
+                   p_value=0.002, p_supports="supported", n_runs=_n(table))
+
+
+def _pb2(table) -> Outcome:
+    """Not decided: p = 0.3 for the predicted direction."""
+    return Outcome(verdict="inconclusive", test="planted exact test", statistic_name="planted statistic",
+                   statistic=1.0, effect_name="planted effect", effect_size=0.2, ci_low=-0.2, ci_high=0.6,
+                   p_value=0.3, p_supports="supported", n_runs=_n(table))
+
+
+def planted_families() -> list:
+    """Two families of planted predictions, one per verdict path the report must show."""
+    a = Family(
+        name="planted_a", title="Planted family A", study="report_study",
+        explanation="Planted outcomes that exercise every path of the report: decided, demoted, censored.",
+        references=("none",),
+        predictions=(
+            Prediction(id="PA1", family="planted_a", statement="A planted negative slope over alpha.",
+                       rule="planted: two-sided t-test of the slope, supported when p < 0.05 and negative",
+                       test=_pa1, metrics_needed=("test_acc",), config_needed=("alpha",),
+                       design=Design(runs="weight_decay >= 1", levels={"alpha": 3}, min_seeds=3),
+                       paper="planted: slope -1"),
+            Prediction(id="PA2", family="planted_a", statement="A planted effect equals 0 (within 0.2).",
+                       rule="planted: TOST with margin 0.2", test=_pa2, metrics_needed=("test_acc",)),
+            Prediction(id="PA3", family="planted_a", statement="Every run generalises and the mean is positive.",
+                       rule="planted: one-sample t-test, every run must reach the threshold", test=_pa3,
+                       metrics_needed=("test_acc", "train_acc")),
+            Prediction(id="PA4", family="planted_a", statement="A planted effect whose fit warns.",
+                       rule="planted: exact test at p = 0.03", test=_pa4, metrics_needed=("test_acc",)),
+        ))
+    b = Family(
+        name="planted_b", title="Planted family B", study="report_study",
+        explanation="A second family, so the report groups predictions by family.",
+        predictions=(
+            Prediction(id="PB1", family="planted_b", statement="A planted effect at p = 0.002.",
+                       rule="planted: exact test at p = 0.002", test=_pb1, metrics_needed=("test_acc",)),
+            Prediction(id="PB2", family="planted_b", statement="A planted effect at p = 0.3.",
+                       rule="planted: exact test at p = 0.3", test=_pb2, metrics_needed=("test_acc",)),
+        ))
+    return [a, b]
+
+
+FAMILIES = planted_families()
 
 
 def _summary(rows) -> dict:
@@ -81,14 +178,14 @@ def _summary(rows) -> dict:
     return out
 
 
-def make_study_and_store(root: Path):
+def make_study_and_store(root: Path, toml: str = STUDY_TOML):
     """Write the study file, fill a store with synthetic runs; return (study, store root)."""
     from grokking_theories.studies import load_study
     from grokking_theories.theories.synthetic import synthetic_table
 
     root.mkdir(parents=True, exist_ok=True)
     path = root / "report_study.toml"
-    path.write_text(STUDY_TOML)
+    path.write_text(toml)
     study = load_study(str(path), "quick")
     table = synthetic_table(study.configs, seed=0)
     store_root = root / "store"
@@ -111,7 +208,9 @@ def env(tmp_path_factory):
     study, store_root = make_study_and_store(root)
     store = RunStore(store_root, readonly=True)
     out = root / "out"
-    html_path, json_path = build_report(study, store, out, provenance_overrides=PINNED)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # building a report must not let one warning out
+        html_path, json_path = build_report(study, store, out, families=FAMILIES, provenance_overrides=PINNED)
     yield {"root": root, "study": study, "store": store, "store_root": store_root, "out": out,
            "html_path": html_path, "json_path": json_path,
            "html": html_path.read_text(encoding="utf-8"),
@@ -119,8 +218,13 @@ def env(tmp_path_factory):
     store.close()
 
 
+def _section(html: str, ident: str) -> str:
+    start = html.index(f'<section id="{ident}"')
+    return html[start:html.index("</section>", start)]
+
+
 def _cells(html: str) -> dict[tuple[str, str], str]:
-    """(prediction id, run set) -> the verdict class of its matrix cell, read back from the HTML."""
+    """(prediction id, run set) -> the verdict class of its secondary-matrix cell, read back from the HTML."""
     matrix = html[html.index('id="verdict-matrix"'):html.index("</table>", html.index('id="verdict-matrix"'))]
     headers = re.findall(r'<th class="runset" data-run-set="([^"]+)"', matrix)
     out = {}
@@ -129,6 +233,13 @@ def _cells(html: str) -> dict[tuple[str, str], str]:
         assert len(classes) == len(headers), f"row {pid} has {len(classes)} cells for {len(headers)} run sets"
         out.update({(pid, h): c for h, c in zip(headers, classes)})
     return out
+
+
+def _headline_rows(html: str) -> dict[str, str]:
+    """prediction id -> the verdict class of its headline row, read back from the HTML."""
+    table = html[html.index('id="headline-table"'):html.index("</table>", html.index('id="headline-table"'))]
+    return {pid: re.search(r'<td class="verdict (\w+)"', body).group(1)
+            for pid, body in re.findall(r'<tr id="headline-([^"]+)">(.*?)</tr>', table, flags=re.S)}
 
 
 # ---------------------------------------------------------------------- content
@@ -142,42 +253,180 @@ def test_report_files_and_returned_paths(env):
     assert sorted(p.name for p in env["out"].iterdir()) == ["report.html", "report.json"]
 
 
-def test_verdict_matrix_has_every_prediction_and_run_set(env):
+def test_headline_shows_each_prediction_once_on_its_primary_design(env):
     html, data = env["html"], env["json"]
+    headline = data["headline"]
+    assert [h["id"] for h in headline] == list(PREDICTIONS)
+    for h in headline:
+        assert set(h) == HEADLINE_KEYS
+        assert isinstance(h["ci"], list) and len(h["ci"]) == 2
+    rows = _headline_rows(html)
+    assert rows == {h["id"]: h["verdict"] for h in headline}
+    by_id = {h["id"]: h for h in headline}
+    # PA1 decided on its primary design: the wd >= 1 runs (the 9 runs of the alpha grid), not all 11 runs.
+    assert by_id["PA1"]["verdict"] == "supported" and by_id["PA1"]["n"] == 9
+    assert by_id["PA1"]["run_filter"] == FAMILIES[0].predictions[0].design.describe()
+    assert "weight_decay &gt;= 1" in html and "&gt;= 3 levels of alpha" in html
+    assert by_id["PA1"]["effect"] == -1.0 and by_id["PA1"]["effect_name"] == "planted slope"
+    assert by_id["PA1"]["test"] == "planted t-test of a slope"
+    assert by_id["PA2"]["verdict"] == "contradicted" and by_id["PA2"]["n"] == N_RUNS
+    assert "equivalence margin 0 +- 0.2" in by_id["PA2"]["notes"]
+    # Censored runs leave PA3 undecided, and its note says why.
+    assert by_id["PA3"]["verdict"] == "inconclusive" and "censored at the budget" in by_id["PA3"]["notes"]
+    # PA4 is 'supported' at p = 0.03 on its own, but not after Holm across the headline verdicts.
+    assert by_id["PA4"]["verdict"] == "inconclusive"
+    assert "was 'supported' at p=0.03" in by_id["PA4"]["notes"]
+    assert by_id["PB1"]["verdict"] == "supported"
+    assert by_id["PB2"]["verdict"] == "inconclusive" and by_id["PB2"]["p"] == 0.3
+    # The headline list is the role == 'headline' part of the full verdict list.
+    heads = [v for v in data["verdicts"] if v["role"] == "headline"]
+    assert [(v["prediction_id"], v["verdict"], v["p_adjusted"], v["design"]) for v in heads] == \
+           [(h["id"], h["verdict"], h["p_adjusted"], h["run_filter"]) for h in headline]
+    assert all(v["run_set"] == "primary design" for v in heads)
+    # The table shows effect, CI, raw and Holm p, n and the run filter of each row.
+    row = re.search(r'<tr id="headline-PB1">(.*?)</tr>', html, flags=re.S).group(1)
+    for text in ("planted effect = -1", "95% CI [-1.5, -0.5]", ">0.002<", f">{by_id['PB1']['p_adjusted']:.3g}<",
+                 ">11<", "every run", "planted exact test"):
+        assert text in row, text
+
+
+def test_holm_runs_over_headline_verdicts_only_and_separately_over_secondary_cells(env):
+    from grokking_theories.stats import holm
+
+    verdicts = env["json"]["verdicts"]
+    for role in ("headline", "secondary"):
+        vs = [v for v in verdicts if v["role"] == role]
+        raw = np.array([np.nan if v["p_value"] is None else v["p_value"] for v in vs])
+        want = holm(raw)
+        for v, w in zip(vs, want):
+            if np.isfinite(w):
+                assert v["p_adjusted"] == pytest.approx(w, rel=1e-5)
+            else:
+                assert v["p_adjusted"] is None
+    n_head = sum(v["p_value"] is not None for v in verdicts if v["role"] == "headline")
+    assert f"Holm's correction runs across these headline verdicts only ({n_head} with a p-value" in env["html"]
+
+
+def test_secondary_matrix_is_labelled_and_built_from_secondary_cells(env):
+    html, data = env["html"], env["json"]
+    secondary = _section(html, "secondary")
+    assert "Secondary (robustness) view — per arm, never changes a headline verdict" in secondary
+    assert html.index('id="headline"') < html.index('id="secondary"')
     cells = _cells(html)
     assert set(cells) == {(p, r) for p in PREDICTIONS for r in RUN_SETS}
-    # Each cell's colour class is the verdict report.json records for it (and the stats layer decided).
-    from_json = {(v["prediction_id"], v["run_set"]): v["verdict"] for v in data["verdicts"]}
+    from_json = {(v["prediction_id"], v["run_set"]): v["verdict"] for v in data["verdicts"] if v["role"] == "secondary"}
     assert cells == from_json
-    # The planted curves: accuracy switches faster than the smooth metrics and margins explain accuracy.
-    assert cells[("S1", "alpha")] == cells[("S1", "all")] == "supported"
-    assert cells[("S2", "alpha")] == cells[("S2", "all")] == "supported"
-    for pid in PREDICTIONS:
-        assert f'<span class="pid">{pid}</span>' in html
-    assert "Test accuracy&#39;s transition" in html  # the statement, escaped, in the row header
+    assert cells[("PA1", "alpha")] == cells[("PA1", "all")] == "supported"
+    # A cell the arm cannot answer is inconclusive, and its note says why (shown in the cell).
+    low = next(v for v in data["verdicts"] if v["prediction_id"] == "PA1" and v["run_set"] == "low_decay")
+    assert low["verdict"] == "inconclusive" and "does not vary" in low["notes"]
+    assert f'<span class="note">{low["notes"]}</span>'.replace("'", "&#39;") in secondary
     for label in RUN_SETS:
-        assert f'data-run-set="{label}"' in html
-    # Effect with CI and Holm p in a supported cell; the rule is available in a <details>.
-    s1 = next(v for v in data["verdicts"] if v["prediction_id"] == "S1" and v["run_set"] == "alpha")
-    assert s1["p_adjusted"] is not None and s1["p_adjusted"] >= s1["p_value"]
-    assert f"[{s1['ci_low']:.4g}, {s1['ci_high']:.4g}]" in html
-    assert f"Holm p {s1['p_adjusted']:.3g}" in html
-    assert "<summary>decision rule</summary>" in html and "Wilcoxon signed-rank" in html
+        assert f'data-run-set="{label}"' in secondary
 
 
-def test_predictions_without_data_are_inconclusive_with_the_note(env):
+def test_legend_says_what_the_quick_scale_means(env):
     html, data = env["html"], env["json"]
-    low = [v for v in data["verdicts"] if v["run_set"] == "low_decay"]
-    assert sorted(v["prediction_id"] for v in low) == list(PREDICTIONS)
-    for v in low:
-        assert v["verdict"] == "inconclusive"
-        assert v["notes"].startswith("insufficient data")
-        assert v["effect_size"] is None and v["ci_low"] is None  # NaN -> null
-        # The note is shown in the cell itself, not only in report.json.
-        row = re.search(rf'<tr id="pred-{v["prediction_id"]}">(.*?)</tr>', html, flags=re.S).group(1)
-        cell = row.split('<td class="verdict ')[1 + RUN_SETS.index("low_decay")]
-        assert cell.startswith("inconclusive")
-        assert f'<span class="note">{v["notes"]}</span>' in cell
+    legend = _section(html, "headline")
+    assert "Every decided verdict rests on a p-value" in legend
+    sentence = data["setting"]["sentence"]
+    assert sentence.startswith("Quick scale: every verdict is a finding about one setting")
+    assert "a+b mod 11, train fraction 0.5, an embedding MLP of width 16, AdamW lr 0.01" in sentence
+    assert "declares no paper scale" in sentence
+    assert sentence.replace("'", "&#39;") in legend
+
+
+def test_scale_sentence_names_the_paper_setting(tmp_path):
+    from grokking_theories.report.build import scale_setting
+    from grokking_theories.studies import load_study
+
+    path = tmp_path / "two_scales.toml"
+    path.write_text(STUDY_TOML + '\n[paper]\nseeds = [0]\nbase = { op = "add", p = 113, train_frac = 0.3, '
+                                 'arch = "transformer", lr = 1e-3, max_steps = 100 }\n\n[[paper.arms]]\nname = "x"\n')
+    quick = scale_setting(load_study(str(path), "quick"))
+    assert "the papers' setting is different (a+b mod 113, train fraction 0.3, Nanda et al.'s 1-layer " \
+           "transformer (d_model 128), AdamW lr 0.001, this study's paper scale)" in quick["sentence"]
+    paper = scale_setting(load_study(str(path), "paper"))
+    assert paper["sentence"].startswith("Paper scale: the papers' setting (a+b mod 113")
+    assert paper["paper_setting"] is None
+
+
+def test_censoring_box_counts_censored_runs_per_arm_above_the_headline(env):
+    html, cens = env["html"], env["json"]["censoring"]
+    assert cens["n_censored"] == 2 and cens["n_finished"] == N_RUNS
+    arms = {a["arm"]: a for a in cens["arms"]}
+    assert arms["alpha"]["n_censored"] == 0 and arms["alpha"]["n_finished"] == 9
+    low = arms["low_decay"]
+    assert low["n_censored"] == low["n_finished"] == 2 and low["budget"] == [3000.0]
+    # The synthetic low-decay runs are still rising at the budget: planted t_grok ~2,300 steps for the
+    # midpoint of a logistic of width 0.08 decades, so 0.99 is reached near 5,400 steps.
+    assert low["n_estimated"] == 2 and 4000 <= low["estimated_budget"] <= 8000
+    assert "logit(accuracy) against log10(step)" in cens["method"]
+    box = _section(html, "censoring")
+    assert html.index('id="censoring"') < html.index('id="headline"')
+    assert "2 of 11 finished runs are censored at their budget (test accuracy never reached 0.99)" in box
+    assert "arm low_decay: 2 of 2 finished runs censored (budget 3,000 steps); a budget of about " \
+           f"{low['estimated_budget']:,} steps" in box
+    assert "arm alpha: 0 of 9 finished runs censored" in box
+
+
+def test_no_censoring_box_when_every_run_generalises(env, tmp_path):
+    data = collect_report_data(env["study"], env["store"], families=[], provenance_overrides=PINNED)
+    assert data.censoring.any
+    from grokking_theories.studies import load_study
+
+    path = tmp_path / "alpha_only.toml"
+    path.write_text(STUDY_TOML.split("[[quick.arms]]\nname = \"low_decay\"")[0])
+    study = load_study(str(path), "quick")
+    data = collect_report_data(study, env["store"], families=[], provenance_overrides=PINNED)
+    assert not data.censoring.any and data.censoring.lines() == []
+    from grokking_theories.report import render_html
+
+    assert 'id="censoring"' not in render_html(data)
+
+
+def test_budget_extrapolation_recovers_a_planted_time_and_refuses_a_flat_run():
+    from grokking_theories.report.censoring import ArmCensoring, RunEstimate, extrapolate_budget
+    from grokking_theories.theories.planted import logistic_logtime
+
+    steps = np.unique(np.round(np.logspace(0, np.log10(3000), 80)))
+    for t_mid in (2500.0, 4000.0):
+        acc = 1 / 59 + (1 - 1 / 59) * logistic_logtime(steps, t_mid, 0.3)
+        want = 10 ** (np.log10(t_mid) + 0.3 / (2 * np.log(9)) * np.log(GROK_ACC / (1 - GROK_ACC) * 1.0))
+        est, why = extrapolate_budget(steps, acc, budget=3000, chance=1 / 59)
+        assert why == "" and est == pytest.approx(want, rel=0.05)
+    est, why = extrapolate_budget(steps, np.full(steps.shape, 1 / 59), budget=3000, chance=1 / 59)
+    assert est is None and "not above chance" in why
+    rng = np.random.default_rng(0)
+    est, why = extrapolate_budget(steps, 0.6 + rng.normal(0, 0.01, steps.shape), budget=3000, chance=1 / 59)
+    assert est is None and "not rising" in why
+    arm = ArmCensoring("x", 3, 3, 1, (3000.0,), (RunEstimate("r", 3000.0, 0.02, None, why),))
+    assert arm.estimated_budget is None and "cannot be estimated (test accuracy not rising" in arm.text()
+
+
+def test_evaluation_warnings_go_into_the_notes_not_the_terminal(env, recwarn, capsys):
+    """A test that makes NumPy warn: no warning reaches pytest or the terminal, the verdict's note names it."""
+    from grokking_theories.theories import evaluate_families
+
+    def noisy(table):
+        with np.errstate(divide="warn"):
+            logs = np.log(np.zeros(2))  # RuntimeWarning: divide by zero encountered in log
+        return Outcome(verdict="inconclusive", test="planted test", effect_size=float(logs[0]))
+
+    fam = Family(name="noisy", title="noisy", explanation="", predictions=(
+        Prediction(id="N1", family="noisy", statement="warns", test=noisy, metrics_needed=("test_acc",)),))
+    table = env["store"].metrics_table([c.run_id for c in env["study"].configs])
+    verdicts = evaluate_families(table, [fam], {"alpha": env["study"].run_sets()["alpha"]})
+    assert len(recwarn) == 0, [str(w.message) for w in recwarn]
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert len(verdicts) == 2
+    for v in verdicts:
+        assert v.notes.count("RuntimeWarning: divide by zero encountered in log") == 1  # deduplicated
+        assert "numerical warning during the fit" in v.notes and "planted test" in v.notes
+    # In the planted report: PA4's warning is quoted in its headline note.
+    pa4 = next(h for h in env["json"]["headline"] if h["id"] == "PA4")
+    assert "RuntimeWarning: planted: the fit met a constant input" in pa4["notes"]
 
 
 def test_figures_are_inline_pngs_without_software_stamp(env):
@@ -252,23 +501,25 @@ def test_json_is_sorted_and_has_no_nan(env):
     data = json.loads(text)
     assert list(data) == sorted(data)
     assert data["study"] == "report_study" and data["scale"] == "quick"
-    assert data["families"] == ["sharpness"]
+    assert data["format_version"] == 2
+    assert data["families"] == ["planted_a", "planted_b"]
     assert data["run_sets"]["all"] == [c.run_id for c in env["study"].configs]
-    assert set(data) >= {"provenance", "verdicts", "runs"}
+    assert set(data) >= {"provenance", "headline", "censoring", "setting", "verdicts", "runs"}
 
 
 def test_verdicts_match_a_direct_evaluation(env):
     """report.json holds exactly what evaluate_families decides (rounded to 6 significant digits)."""
-    from grokking_theories.theories import evaluate_families, get_family
+    from grokking_theories.theories import evaluate_families
 
     study, store = env["study"], env["store"]
     table = store.metrics_table([c.run_id for c in study.configs])
     run_sets = {**study.run_sets(), "all": [c.run_id for c in study.configs]}
-    direct = evaluate_families(table, [get_family("sharpness")], run_sets)
+    direct = evaluate_families(table, FAMILIES, run_sets)
     got = env["json"]["verdicts"]
-    assert [(v["prediction_id"], v["run_set"], v["verdict"]) for v in got] == \
-           [(v.prediction_id, v.run_set, v.verdict) for v in direct]
+    assert [(v["prediction_id"], v["run_set"], v["role"], v["verdict"]) for v in got] == \
+           [(v.prediction_id, v.run_set, v.role, v.verdict) for v in direct]
     for g, d in zip(got, direct):
+        assert g["notes"] == d.notes
         for name in ("effect_size", "ci_low", "ci_high", "p_value", "p_adjusted"):
             value = getattr(d, name)
             if value is None or not np.isfinite(value):
@@ -324,7 +575,8 @@ def test_rebuild_is_byte_identical_and_writes_nothing_outside_out_dir(env, tmp_p
     out = tmp_path / "nested" / "again"
     before = _tree(env["root"], env["out"])
     monitor = _WriteMonitor(monkeypatch)
-    html_path, json_path = build_report(env["study"], env["store"], out, provenance_overrides=PINNED)
+    html_path, json_path = build_report(env["study"], env["store"], out, families=FAMILIES,
+                                        provenance_overrides=PINNED)
     monkeypatch.undo()
     outside = [p for p in monitor.paths if out.resolve() not in Path(os.path.abspath(p)).resolve().parents]
     assert outside == [], f"report wrote outside its folder: {outside}"
@@ -366,15 +618,19 @@ def _planted_family():
     from grokking_theories.theories import Family
 
     def contradicted(table):
-        return Outcome("contradicted", "planted", 2.0, 2.0, "planted effect", 1.5, 2.5, notes="planted")
+        return Outcome(verdict="contradicted", statistic_name="planted", statistic=2.0, effect_name="planted effect",
+                       effect_size=2.0, ci_low=1.5, ci_high=2.5, p_value=0.001, p_supports="contradicted",
+                       notes="planted")
 
     def needs_alpha(table):
-        return Outcome("supported", "planted", -1.0, -1.0, "planted effect", -1.5, -0.5)
+        return Outcome(verdict="supported", statistic_name="planted", statistic=-1.0, effect_name="planted effect",
+                       effect_size=-1.0, ci_low=-1.5, ci_high=-0.5, p_value=0.01, p_supports="supported")
 
     def final_accuracy(table):
         """Final test accuracy per run."""
         import matplotlib.pyplot as plt
 
+        warnings.warn("planted: drawing warned", RuntimeWarning)
         fig, ax = plt.subplots(figsize=(4, 3))
         last = table[table["metric"] == "test_acc"].groupby("run_id")["value"].last()
         ax.bar(range(len(last)), last.to_numpy())
@@ -404,8 +660,10 @@ def test_explicit_families_colours_and_family_figures(env, tmp_path):
 
     open_before = plt.get_fignums()
     rc_before = dict(matplotlib.rcParams)
-    html_path, json_path = build_report(env["study"], env["store"], tmp_path, families=[_planted_family()],
-                                        provenance_overrides=PINNED)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        html_path, json_path = build_report(env["study"], env["store"], tmp_path, families=[_planted_family()],
+                                            provenance_overrides=PINNED)
     html = html_path.read_text(encoding="utf-8")
     data = json.loads(json_path.read_text(encoding="utf-8"))
     assert plt.get_fignums() == open_before, "a family figure was left open"
@@ -422,7 +680,10 @@ def test_explicit_families_colours_and_family_figures(env, tmp_path):
     keys = [f["key"] for f in data["figures"]]
     assert keys == ["grokking:alpha", "grokking:low_decay", "weight_norm", "planted:final_accuracy"]
     assert len(IMG.findall(html)) == 4  # the declining figure function is skipped
-    assert "Final test accuracy per run" in html
+    assert "Final test accuracy per run. (Note: numerical warning while drawing: RuntimeWarning: planted: " \
+           "drawing warned.)" in html
+    heads = {h["id"]: h["verdict"] for h in data["headline"]}
+    assert heads == {"PL-1": "contradicted", "PL-2": "supported"}
     assert "A planted family for the report tests" in html and "Fixed outcomes" in html
 
 
@@ -445,6 +706,9 @@ def test_missing_runs_are_listed_and_not_evaluated(env, tmp_path):
     assert missing[0]["t_grok"] is None and missing[0]["device"] is None
     assert data.provenance["n_runs"] == N_RUNS + 1 and data.provenance["n_finished"] == N_RUNS
     assert len(data.finished) == N_RUNS
+    low = next(a for a in data.censoring.arms if a.arm == "low_decay")
+    assert (low.n_runs, low.n_finished, low.n_censored) == (3, 2, 2)
+    assert "1 run(s) not finished" in low.text()
 
 
 # ---------------------------------------------------------------------- pieces

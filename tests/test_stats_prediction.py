@@ -5,6 +5,7 @@ import pytest
 from scipy import stats
 
 from grokking_theories.stats import (
+    Design,
     InsufficientDataError,
     Outcome,
     Prediction,
@@ -12,6 +13,8 @@ from grokking_theories.stats import (
     VerdictTable,
     adjust_verdicts,
     decide_sign,
+    directional_outcome,
+    equivalence_outcome,
     grokking_times,
     loglog_slope,
     slope_outcome,
@@ -55,7 +58,7 @@ WD_PREDICTION = Prediction(
     statement="Grokking time falls with weight decay (log-log slope < 0).",
     metrics_needed=("train_acc", "test_acc"),
     config_needed=("weight_decay",),
-    rule="supported if the 90% CI of the slope lies below 0; contradicted if above 0; else inconclusive",
+    rule="two-sided t-test of the slope at 5 %: supported if below 0, contradicted if above 0",
     test=wd_slope_test,
 )
 
@@ -67,7 +70,8 @@ def test_evaluate_supported_on_planted_inverse_law():
     assert v.rule == WD_PREDICTION.rule and v.statement == WD_PREDICTION.statement
     assert v.effect_size == pytest.approx(-1.0, abs=0.1) and v.ci_high < 0
     assert v.p_value < 1e-6 and v.p_supports == "supported" and v.p_adjusted is None
-    assert v.n_runs == 15 and v.confidence == pytest.approx(0.90)
+    assert v.n_runs == 15 and v.confidence == pytest.approx(0.95)
+    assert v.role == "headline" and v.test.startswith("OLS t-test")
     d = v.to_dict()
     assert d["verdict"] == "supported" and d["prediction_id"] == "WD-1" and "ci_low" in d
 
@@ -100,31 +104,44 @@ def test_evaluate_insufficient_data_becomes_inconclusive_but_bugs_propagate():
     def needs_more(table):
         raise InsufficientDataError("only 2 runs grokked")
 
-    p = Prediction("X-1", "fourier", "s", ("test_acc",), (), "r", needs_more)
-    v = p.evaluate(wd_table())
+    def pred(pid, test):
+        return Prediction(id=pid, family="fourier", statement="s", metrics_needed=("test_acc",), rule="r", test=test)
+
+    v = pred("X-1", needs_more).evaluate(wd_table())
     assert v.verdict == "inconclusive" and "only 2 runs grokked" in v.notes
 
     def buggy(table):
         raise KeyError("typo")
 
     with pytest.raises(KeyError):
-        Prediction("X-2", "fourier", "s", ("test_acc",), (), "r", buggy).evaluate(wd_table())
+        pred("X-2", buggy).evaluate(wd_table())
     with pytest.raises(TypeError):
-        Prediction("X-3", "fourier", "s", ("test_acc",), (), "r", lambda t: 3.0).evaluate(wd_table())
+        pred("X-3", lambda t: 3.0).evaluate(wd_table())
 
 
 def test_test_function_may_return_a_dict():
-    p = Prediction("D-1", "double_descent", "s", ("test_acc",), (), "r",
-                   lambda t: {"verdict": "supported", "statistic": 2.0, "p_value": 0.01, "p_supports": "supported"})
+    p = Prediction(id="D-1", family="double_descent", statement="s", metrics_needed=("test_acc",), rule="r",
+                   test=lambda t: {"verdict": "supported", "statistic": 2.0, "p_value": 0.01,
+                                   "p_supports": "supported"})
     v = p.evaluate(wd_table())
     assert v.verdict == "supported" and v.statistic == 2.0 and v.p_value == 0.01
 
 
 def test_invalid_verdict_strings_rejected():
     with pytest.raises(ValueError, match="verdict"):
-        Outcome("maybe")
+        Outcome(verdict="maybe")
     with pytest.raises(ValueError, match="p_supports"):
-        Outcome("supported", p_supports="yes")
+        Outcome(verdict="inconclusive", p_supports="yes")
+    with pytest.raises(TypeError):  # keyword-only: twelve floats cannot be swapped by position
+        Outcome("supported", "t-test")
+
+
+def test_a_decided_verdict_must_rest_on_its_own_p_value():
+    with pytest.raises(ValueError, match="must rest on a p-value"):
+        Outcome(verdict="supported", ci_low=-2.0, ci_high=-1.0)  # an interval alone decides nothing
+    with pytest.raises(ValueError, match="p_supports='contradicted'"):
+        Outcome(verdict="contradicted", p_value=0.01, p_supports="supported")
+    assert Outcome(verdict="supported", p_value=0.01, p_supports="supported").verdict == "supported"
 
 
 def test_summary_is_fixed_width_and_complete():
@@ -135,16 +152,17 @@ def test_summary_is_fixed_width_and_complete():
 
 
 def make_verdict(pid, p, verdict="supported", p_supports="supported"):
-    return Verdict(pid, "fam", "stmt", p_value=p, verdict=verdict, p_supports=p_supports)
+    return Verdict(prediction_id=pid, family="fam", statement="stmt", p_value=p, verdict=verdict,
+                   p_supports=p_supports)
 
 
-def test_adjust_verdicts_holm_redecides():
+def test_adjust_verdicts_holm_redecides_every_decided_verdict():
     vs = [
         make_verdict("A", 0.01),
         make_verdict("B", 0.04),
-        make_verdict("C", 0.03),
-        make_verdict("D", None, verdict="supported", p_supports=None),  # decided without a p-value
-        make_verdict("E", 0.02, verdict="supported", p_supports=None),  # p only reported
+        make_verdict("C", 0.03, verdict="contradicted", p_supports="contradicted"),
+        make_verdict("D", None, verdict="inconclusive", p_supports=None),  # design absent: no p, not in the family
+        make_verdict("E", 0.02, verdict="inconclusive", p_supports="supported"),  # tested, undecided: in the family
         make_verdict("F", 0.001, verdict="contradicted", p_supports="contradicted"),
     ]
     out = {v.prediction_id: v for v in adjust_verdicts(vs, alpha=0.05)}
@@ -155,11 +173,31 @@ def test_adjust_verdicts_holm_redecides():
     assert out["C"].p_adjusted == pytest.approx(0.06)
     assert out["B"].p_adjusted == pytest.approx(0.06)
     assert out["A"].verdict == "supported" and out["F"].verdict == "contradicted"
+    # a contradiction is demoted exactly like a support: one calculus for both directions
     assert out["B"].verdict == out["C"].verdict == "inconclusive"
-    assert "Holm" in out["B"].notes
-    assert out["D"].p_adjusted is None and out["D"].verdict == "supported"
-    assert out["E"].verdict == "supported"  # its decision did not rest on p
+    assert "Holm" in out["B"].notes and "was 'contradicted'" in out["C"].notes
+    assert out["D"].p_adjusted is None and out["E"].verdict == "inconclusive"
     assert vs[1].verdict == "supported"  # inputs untouched
+
+
+def test_design_selects_its_runs_and_says_when_absent():
+    table = wd_table()
+    table["lr"] = np.where(table["seed"] == 2, 3e-3, 1e-3)  # seed 2 at another lr
+    design = Design(runs="weight_decay > 0.05", hold=("lr",), levels={"weight_decay": 3}, min_seeds=2)
+    sub, problems = design.select(table)
+    assert problems == []
+    assert set(sub["lr"]) == {1e-3} and sub["weight_decay"].min() > 0.05 and sub["run_id"].nunique() == 8
+    _, problems = Design(levels={"weight_decay": 3}, min_seeds=4).select(table)
+    assert problems and "primary design absent" in problems[0]
+    _, problems = Design(runs="weight_decay > 100").select(table)
+    assert problems and "no run matches" in problems[0]
+    _, problems = Design(runs="no_such_column == 1").select(table)
+    assert problems and "no_such_column" in problems[0]
+    pred = Prediction(id="WD-2", family="weight_decay", statement="s", rule="r", test=wd_slope_test,
+                      metrics_needed=("train_acc", "test_acc"), design=Design(runs="weight_decay > 100"))
+    v = pred.evaluate(table)
+    assert v.verdict == "inconclusive" and "primary design absent" in v.notes and v.p_value is None
+    assert v.design == "weight_decay > 100"
 
 
 def test_verdict_table_frame_and_summary():
@@ -169,6 +207,7 @@ def test_verdict_table_frame_and_summary():
     assert list(frame.prediction_id) == ["A", "B", "C"]
     assert {"verdict", "p_value", "p_adjusted", "rule", "notes"} <= set(frame.columns)
     assert frame.p_adjusted.tolist() == pytest.approx([0.03, 0.08, 0.5])
+    assert {"role", "design", "test"} <= set(frame.columns)
     assert adj.counts() == {"supported": 1, "contradicted": 0, "inconclusive": 2}
     text = adj.summary()
     assert "supported: 1" in text and "inconclusive: 2" in text and len(adj) == 3
@@ -216,3 +255,34 @@ def test_calibration_through_prediction_evaluate():
     lo, hi = binomial_band(n_draws, 0.05)  # ~[2, 21]
     assert lo <= supported <= hi, supported
     assert lo <= contradicted <= hi, contradicted  # symmetric rule, symmetric error
+
+
+def test_directional_outcome_decides_both_ways_on_one_two_sided_test():
+    sup = directional_outcome(estimate=-1.0, se=0.2, df=10, expected="negative", test="t", statistic_name="b")
+    con = directional_outcome(estimate=1.0, se=0.2, df=10, expected="negative", test="t", statistic_name="b")
+    inc = directional_outcome(estimate=-0.1, se=0.2, df=10, expected="negative", test="t", statistic_name="b")
+    assert (sup.verdict, con.verdict, inc.verdict) == ("supported", "contradicted", "inconclusive")
+    assert sup.p_value == pytest.approx(2 * stats.t(10).cdf(-5.0))
+    assert sup.ci_high < 0 < con.ci_low and inc.ci_low < 0 < inc.ci_high  # the interval agrees with the test
+
+
+def test_equivalence_outcome_supports_only_when_tost_rejects():
+    kw = dict(df=20, target=-1.0, margin=0.3, test="TOST", statistic_name="slope")
+    assert equivalence_outcome(estimate=-1.0, se=0.05, **kw).verdict == "supported"
+    # a wide interval around -1 is NOT support: failing to reject is not evidence
+    wide = equivalence_outcome(estimate=-1.0, se=0.5, **kw)
+    assert wide.verdict == "inconclusive" and wide.p_value > 0.05
+    out = equivalence_outcome(estimate=0.0, se=0.1, **kw)
+    assert out.verdict == "contradicted" and out.p_value == pytest.approx(stats.t(20).sf((0.0 + 0.7) / 0.1))
+    sup = equivalence_outcome(estimate=-1.1, se=0.05, **kw)
+    assert sup.p_value == pytest.approx(stats.t(20).sf((-1.1 + 1.3) / 0.05))
+
+
+@pytest.mark.parametrize("boundary", [-1.3, -0.7])
+def test_equivalence_outcome_false_support_at_the_margin_is_at_most_alpha(boundary):
+    rng = np.random.default_rng(7)
+    n, df, se = 4000, 13, 0.1
+    est = boundary + se * rng.standard_t(df, n)
+    hits = sum(equivalence_outcome(estimate=e, se=se, df=df, target=-1.0, margin=0.3, test="TOST",
+                                   statistic_name="slope").verdict == "supported" for e in est)
+    assert hits / n <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / n)

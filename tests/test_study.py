@@ -15,7 +15,7 @@ from grokking_theories.study import main
 
 TINY = """
 description = "tiny test study"
-families = ["sharpness"]
+families = ["tiny_family"]
 
 [quick]
 seeds = [0, 1]
@@ -49,7 +49,7 @@ def test_grid_expansion_and_shared_runs(tmp_path):
 
 
 @pytest.mark.parametrize("edit, needle", [
-    (('families = ["sharpness"]', 'familys = ["sharpness"]'), "unknown key 'familys' in"),
+    (('families = ["tiny_family"]', 'familys = ["tiny_family"]'), "unknown key 'familys' in"),
     (("seeds = [0, 1]", "seed = [0, 1]"), "unknown key 'seed' in"),
     (('name = "shared"', 'nme = "shared"'), "unknown key 'nme'"),
     (("width = 16", "widht = 16"), "unknown key 'widht' in"),
@@ -84,7 +84,35 @@ def test_shipped_studies_load_at_every_scale():
                 assert load_study(name, scale).configs
 
 
-def test_cli_trains_then_reuses_everything(tmp_path, capsys):
+def _tiny_outcome(table):
+    from grokking_theories.stats import Outcome
+
+    n = int(table["run_id"].nunique())
+    return Outcome(verdict="supported", test="planted exact test", effect_name="planted effect", effect_size=1.0,
+                   ci_low=0.5, ci_high=1.5, p_value=0.001, p_supports="supported", n_runs=n)
+
+
+def tiny_family():
+    """A family defined here, so the CLI test does not depend on the shipped families' state."""
+    from grokking_theories.stats import Design, Prediction
+    from grokking_theories.theories import Family
+
+    return Family(name="tiny_family", title="Tiny planted family", explanation="planted", study="tiny",
+                  predictions=(Prediction(id="T1", family="tiny_family", statement="A planted effect.",
+                                          rule="planted", test=_tiny_outcome, metrics_needed=("test_acc",),
+                                          design=Design(runs="weight_decay > 0")),))
+
+
+@pytest.fixture
+def tiny_families(monkeypatch):
+    import grokking_theories.theories as theories
+
+    fam = tiny_family()
+    monkeypatch.setattr(theories, "get_family", lambda name: fam)
+    return fam
+
+
+def test_cli_trains_then_reuses_everything(tmp_path, capsys, tiny_families):
     path = write_study(tmp_path)
     out = tmp_path / "out"
     assert main([str(path), "--out", str(out), "--workers", "1"]) == 0
@@ -92,10 +120,20 @@ def test_cli_trains_then_reuses_everything(tmp_path, capsys):
     assert first["trained"] == 8 and first["reused"] == 0
     printed = capsys.readouterr().out
     assert "t_grok" in printed and "weight_decay" in printed
+    # 30 steps: no run generalises, and the CLI says so (per arm) before it names the report.
+    assert "censoring: 8 of 8 finished runs are censored at their budget (test accuracy never reached 0.99)" \
+        in printed
+    assert "arm wd: 8 of 8 finished runs censored (budget 30 steps)" in printed
+    assert "arm shared: 2 of 2 finished runs censored" in printed
+    assert printed.index("censoring:") < printed.index("report: ")
     report = (out / "report.html").read_text()
-    assert "S1" in report and "wd" in report  # the verdict matrix: predictions x run sets
-    verdicts = json.loads((out / "report.json").read_text())["verdicts"]
-    assert {v["run_set"] for v in verdicts} == {"wd", "shared", "all"}
+    assert 'id="censoring"' in report and 'id="headline-T1"' in report and "wd" in report
+    data = json.loads((out / "report.json").read_text())
+    assert [(h["id"], h["n"], h["run_filter"]) for h in data["headline"]] == [("T1", 4, "weight_decay > 0")]
+    verdicts = data["verdicts"]
+    assert {v["run_set"] for v in verdicts} == {"primary design", "wd", "shared", "all"}
+    assert {v["role"] for v in verdicts if v["run_set"] == "primary design"} == {"headline"}
+    assert data["censoring"]["n_censored"] == 8
     assert main([str(path), "--out", str(out), "--workers", "1"]) == 0
     second = json.loads((out / "study.json").read_text())
     assert second["trained"] == 0 and second["reused"] == 8
@@ -119,7 +157,7 @@ def test_cli_reports_bad_input_with_exit_code_2(tmp_path, capsys):
     assert "unknown key 'widht'" in capsys.readouterr().err
 
 
-def test_killed_study_resumes_without_retraining(tmp_path):
+def test_killed_study_resumes_without_retraining(tmp_path, tiny_families):
     """SIGKILL the study after some runs finished; the rerun trains exactly the missing ones."""
     path = write_study(tmp_path, max_steps=1500)
     out = tmp_path / "out"

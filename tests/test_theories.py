@@ -24,7 +24,7 @@ def test_check_family_rejects_broken_families():
         (dataclasses.replace(fam, predictions=(pred, pred)), "repeats prediction ids"),
         (dataclasses.replace(fam, predictions=(dataclasses.replace(pred, rule=""),)), "has no decision rule"),
         (dataclasses.replace(fam, predictions=(dataclasses.replace(pred, metrics_needed=("test_accuracy",)),)),
-         "never logs: ['test_accuracy']"),
+         "nor an offline probe produces: ['test_accuracy']"),
         (dataclasses.replace(fam, predictions=(dataclasses.replace(pred, family="other"),)), "says family 'other'"),
         (dataclasses.replace(fam, study="no_such_study"), "sweep 'no_such_study' [quick] is invalid"),
     ]
@@ -39,7 +39,8 @@ def test_check_family_rejects_a_prediction_that_crashes():
 
     def crashes(table):
         raise RuntimeError("bug in the test")
-    bad = dataclasses.replace(fam, predictions=(dataclasses.replace(fam.predictions[0], test=crashes),))
+    m3 = next(p for p in fam.predictions if p.id == "M3")  # reads only metrics the synthetic table has
+    bad = dataclasses.replace(fam, predictions=(dataclasses.replace(m3, test=crashes),))
     with pytest.raises(RuntimeError, match="bug in the test"):
         check_family(bad)
 
@@ -50,46 +51,33 @@ def test_unknown_family_suggests_a_name():
         get_family("sharpnes")
 
 
-@pytest.mark.parametrize("acc_width, smooth_width, expected", [
-    (0.06, 0.3, "supported"),     # accuracy switches 5x faster than the smooth metrics: artifact-like
-    (0.3, 0.06, "contradicted"),  # accuracy is the smooth one: abruptness lies in the metrics themselves
+@pytest.mark.parametrize("scenario, expected", [
+    ("effect", "supported"),       # accuracy's transition 3x narrower than the Brier score's
+    ("opposite", "contradicted"),  # accuracy 3x wider: the abruptness is not the argmax's
 ])
-def test_s1_recovers_a_planted_width_ratio(acc_width, smooth_width, expected):
-    configs = load_study("sharpness").configs  # 6 seeds
-    table = synthetic_table(configs, seed=1, t_grok=lambda c: 600.0, acc_width=acc_width, smooth_width=smooth_width)
+def test_s1_recovers_a_planted_width_ratio(scenario, expected):
+    from grokking_theories.theories.sharpness import plant_s1
+
+    configs = load_study("sharpness").configs  # 8 seeds, run to the budget
+    table = plant_s1(configs, scenario, np.random.default_rng(1))
     verdict = get_family("sharpness").predictions[0].evaluate(table, "planted")
     assert verdict.verdict == expected, verdict.summary()
-    ratio = acc_width / smooth_width
-    assert verdict.ci_low <= ratio * 1.3 and verdict.ci_high >= ratio / 1.3  # effect size near the planted one
-
-
-def test_s2_margin_model_reproduces_accuracy_when_margins_are_normal():
-    configs = load_study("sharpness").configs
-    table = synthetic_table(configs, seed=2, t_grok=lambda c: 600.0)
-    # plant accuracy = P(margin > 0) exactly under the logged quartiles: R^2 must be ~1
-    from scipy.stats import norm
-    import numpy as np
-    mu = table[table.metric == "test_margin_q50"].set_index(["run_id", "step"])["value"]
-    iqr = (table[table.metric == "test_margin_q75"].set_index(["run_id", "step"])["value"]
-           - table[table.metric == "test_margin_q25"].set_index(["run_id", "step"])["value"])
-    acc = pd.Series(norm.cdf(mu / (iqr / (2 * norm.ppf(0.75)))), index=mu.index)
-    rows = table.metric == "test_acc"
-    idx = list(zip(table.loc[rows, "run_id"], table.loc[rows, "step"]))
-    table.loc[rows, "value"] = acc.loc[idx].to_numpy()
-    verdict = get_family("sharpness").predictions[1].evaluate(table, "planted")
-    assert verdict.verdict == "supported" and verdict.effect_size > 0.999
-    # and a table whose accuracy ignores the margins is not supported
-    table.loc[rows, "value"] = np.where(table.loc[rows, "step"] > 2000, 1.0, 0.0)
-    assert get_family("sharpness").predictions[1].evaluate(table, "planted").verdict != "supported"
+    planted = -np.log10(3) if scenario == "effect" else np.log10(3)
+    assert verdict.ci_low - 0.15 <= planted <= verdict.ci_high + 0.15  # mean log10 ratio near the planted one
 
 
 def test_evaluate_families_covers_every_run_set_and_adjusts():
+    from grokking_theories.theories.sharpness import plant_s1
+
     configs = load_study("sharpness").configs
-    table = synthetic_table(configs, seed=1, t_grok=lambda c: 600.0, acc_width=0.06, smooth_width=0.3)
+    table = plant_s1(configs, "effect", np.random.default_rng(1))
     ids = [c.run_id for c in configs]
     verdicts = evaluate_families(table, [get_family("sharpness")], {"first3": ids[:3], "all": ids})
-    assert [(v.run_set, v.prediction_id) for v in verdicts] == [("first3", "S1"), ("first3", "S2"),
-                                                                 ("all", "S1"), ("all", "S2")]
-    s1_all = verdicts[2]
+    assert [(v.run_set, v.role, v.prediction_id) for v in verdicts] == (
+        [("primary design", "headline", p) for p in ("S1", "M2", "M3")]
+        + [(rs, "secondary", p) for rs in ("first3", "all") for p in ("S1", "M2", "M3")])
+    s1_all = verdicts[6]
     assert s1_all.p_adjusted is not None and s1_all.p_adjusted >= s1_all.p_value
-    assert verdicts[0].verdict == "inconclusive"  # 3 runs cannot reach p < 0.05 with a signed-rank test
+    assert verdicts[0].verdict == "supported"
+    assert verdicts[3].verdict == "inconclusive" and "the rule needs 4" in verdicts[3].notes  # 3 runs
+    assert verdicts[1].verdict == "inconclusive" and "missing metric" in verdicts[1].notes  # no flip rows

@@ -7,9 +7,9 @@ import torch
 from grokking_theories.config import BudgetConfig, make_run_config
 from grokking_theories.errors import ConfigError
 from grokking_theories.models import build_model
-from grokking_theories.models.reference import ReferenceTransformer
+from grokking_theories.models.reference import ReferenceMLP, ReferenceTransformer
 from grokking_theories.tasks import make_task
-from grokking_theories.training import checkpoint_steps, metric_steps, train_ensemble, train_run
+from grokking_theories.training import EnsembleTrainer, checkpoint_steps, metric_steps, train_ensemble, train_run
 from grokking_theories.training.schedule import thin_checkpoints
 from grokking_theories.training.trainer import validate_run
 
@@ -55,8 +55,83 @@ def test_k1_matches_torch_adamw_on_a_plain_model(decay_target):
         torch.testing.assert_close(ours[name], p.detach(), rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_ensemble_members_equal_solo_runs(tiny_cfg):
-    cfgs = [tiny_cfg(seed=0, lr=1e-2), tiny_cfg(seed=1, lr=3e-3, weight_decay=0.1, alpha=2.0)]
+@pytest.mark.parametrize("decay_target, decayed", [("zero", "all"), ("init", "all"), ("zero", "matrices")])
+def test_k1_mlp_fast_path_matches_torch_adamw_on_the_one_hot_linear_model(decay_target, decayed):
+    """The MLP's hand-written gradient + flat ensemble AdamW against nn.Linear + torch.optim.AdamW + LambdaLR."""
+    cfg = make_run_config(dict(op="add", p=11, train_frac=0.6, arch="mlp", width=32, lr=3e-3, weight_decay=0.5,
+                               warmup_steps=5, decay_target=decay_target, decayed=decayed, max_steps=25,
+                               stop_after_grok=None, log_points=0, log_every=0, checkpoints=4, seed=3))
+    assert EnsembleTrainer([cfg]).fast_path
+    ours = final_params(train_run(cfg))
+
+    task = make_task(cfg.task)
+    init = build_model(cfg.model, cfg.task.p).init_params([cfg.seed], [1.0])
+    ref = ReferenceMLP(init)
+    wd = 0.5 if decay_target == "zero" else 0.0
+    groups = [{"params": [ref.fc1.weight, ref.fc2.weight], "weight_decay": wd},
+              {"params": [ref.fc1.bias, ref.fc2.bias], "weight_decay": wd if decayed == "all" else 0.0}]
+    opt = torch.optim.AdamW(groups, lr=3e-3, betas=(0.9, 0.98), eps=1e-8)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / 5, 1.0))
+    anchor = {name: p.detach().clone() for name, p in ref.named_parameters()}
+    for _ in range(25):
+        loss = torch.nn.functional.cross_entropy(ref(task.train_x).double(), task.train_y)
+        opt.zero_grad()
+        loss.backward()
+        if decay_target == "init":
+            with torch.no_grad():
+                lr_now = opt.param_groups[0]["lr"]
+                for name, p in ref.named_parameters():
+                    if decayed == "all" or name.endswith("weight"):
+                        p.sub_(lr_now * 0.5 * (p - anchor[name]))
+        opt.step()
+        sched.step()
+    p = cfg.task.p
+    want = {"embed_a": ref.fc1.weight.T[:p], "embed_b": ref.fc1.weight.T[p:], "b_in": ref.fc1.bias,
+            "W_out": ref.fc2.weight.T, "b_out": ref.fc2.bias}
+    for name, t in want.items():
+        torch.testing.assert_close(ours[name], t.detach(), rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_fast_path_is_chosen_explicitly(tiny_cfg):
+    assert EnsembleTrainer([tiny_cfg()]).fast_path
+    assert not EnsembleTrainer([tiny_cfg(loss_dtype="float32")]).fast_path  # float32's collapse is the point
+    assert not EnsembleTrainer([tiny_cfg()], fast=False).fast_path
+    tf = tiny_cfg(arch="transformer", d_model=16, n_heads=2, d_mlp=32)
+    assert not EnsembleTrainer([tf]).fast_path
+    with pytest.raises(ValueError, match="no fast path"):
+        EnsembleTrainer([tf], fast=True)
+    with pytest.raises(ValueError, match="no fast path"):
+        EnsembleTrainer([tiny_cfg(loss_dtype="float32")], fast=True)
+
+
+@pytest.mark.parametrize("batch_size", [0, 16])
+def test_fast_path_gradients_equal_autograd_for_members_with_different_hyperparameters(tiny_cfg, batch_size):
+    cfgs = [tiny_cfg(seed=0, lr=1e-2, batch_size=batch_size),
+            tiny_cfg(seed=1, lr=3e-3, weight_decay=0.1, alpha=4.0, batch_size=batch_size),
+            tiny_cfg(seed=2, lr=3e-2, weight_decay=0.0, alpha=0.5, fixed_norm=2.0, batch_size=batch_size)]
+    fast, slow = EnsembleTrainer(cfgs), EnsembleTrainer(cfgs, fast=False)
+    assert fast.fast_path and not slow.fast_path
+    x, y = fast.task.train_x, fast.task.train_y
+    if batch_size:  # one mini-batch per member (K, B, 2)
+        gen = torch.Generator().manual_seed(0)
+        idx = torch.stack([torch.randperm(len(x), generator=gen)[:batch_size] for _ in cfgs])
+        x, y = x[idx], y[idx]
+    for step in range(30):
+        if step % 10 == 0:  # at several points along one trajectory: the same loss and gradient
+            losses = fast.model.loss_and_grad(fast.params, x, y, fast.flat.unflatten(fast.grad), {})
+            want_losses, want = fast._autograd_loss_and_grad(x, y)
+            torch.testing.assert_close(losses, want_losses, rtol=1e-6, atol=0)
+            torch.testing.assert_close(fast.grad, want, rtol=1e-4, atol=1e-6 * want.abs().max().item())
+        fast.step()
+        slow.step()
+    # and the two paths train alike (their mini-batches come from the same per-member generators)
+    torch.testing.assert_close(fast.flat.data, slow.flat.data, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("loss_dtype", ["float64", "float32"])  # the fast path and the autograd path
+def test_ensemble_members_equal_solo_runs(tiny_cfg, loss_dtype):
+    cfgs = [tiny_cfg(seed=0, lr=1e-2, loss_dtype=loss_dtype),
+            tiny_cfg(seed=1, lr=3e-3, weight_decay=0.1, alpha=2.0, loss_dtype=loss_dtype)]
     together = train_ensemble(cfgs)
     for cfg, res in zip(cfgs, together):
         solo = train_run(cfg)
@@ -64,8 +139,9 @@ def test_ensemble_members_equal_solo_runs(tiny_cfg):
             np.testing.assert_allclose(metric_series(res, name), metric_series(solo, name), rtol=1e-5, atol=1e-7)
 
 
-def test_diverged_member_is_frozen_and_batch_mate_unaffected(tiny_cfg):
-    good, bad = tiny_cfg(seed=0), tiny_cfg(seed=1, lr=1e36)
+@pytest.mark.parametrize("loss_dtype", ["float64", "float32"])
+def test_diverged_member_is_frozen_and_batch_mate_unaffected(tiny_cfg, loss_dtype):
+    good, bad = tiny_cfg(seed=0, loss_dtype=loss_dtype), tiny_cfg(seed=1, lr=1e36, loss_dtype=loss_dtype)
     res_good, res_bad = train_ensemble([good, bad])
     assert res_bad.status == "diverged" and res_bad.summary["diverged_at"] is not None
     assert res_good.status == "complete"
@@ -76,9 +152,11 @@ def test_diverged_member_is_frozen_and_batch_mate_unaffected(tiny_cfg):
         assert torch.isfinite(t).all()
 
 
-def test_fixed_norm_holds_every_member_at_its_radius(tiny_cfg):
-    cfgs = [tiny_cfg(seed=0, fixed_norm=2.0, weight_decay=0.0), tiny_cfg(seed=1, fixed_norm=0.5, weight_decay=0.0),
-            tiny_cfg(seed=2)]
+@pytest.mark.parametrize("loss_dtype", ["float64", "float32"])
+def test_fixed_norm_holds_every_member_at_its_radius(tiny_cfg, loss_dtype):
+    cfgs = [tiny_cfg(seed=0, fixed_norm=2.0, weight_decay=0.0, loss_dtype=loss_dtype),
+            tiny_cfg(seed=1, fixed_norm=0.5, weight_decay=0.0, loss_dtype=loss_dtype),
+            tiny_cfg(seed=2, loss_dtype=loss_dtype)]
     res = train_ensemble(cfgs)
     for r, target in zip(res[:2], (2.0, 0.5)):
         norms = metric_series(r, "weight_norm")
@@ -146,20 +224,21 @@ def test_runs_keep_their_checkpoint_count_when_they_stop_early(tiny_cfg):
     assert r.summary["n_checkpoints"] >= 30 and r.checkpoint["steps"][-1] == r.summary["steps_run"]
 
 
-def test_mini_batches_are_per_member_and_reproducible(tiny_cfg):
-    cfg = tiny_cfg(batch_size=16)
+@pytest.mark.parametrize("loss_dtype", ["float64", "float32"])
+def test_mini_batches_are_per_member_and_reproducible(tiny_cfg, loss_dtype):
+    cfg = tiny_cfg(batch_size=16, loss_dtype=loss_dtype)
     a, b = train_run(cfg), train_run(cfg)
     np.testing.assert_array_equal(metric_series(a, "train_loss"), metric_series(b, "train_loss"))
     together = train_ensemble([cfg, dataclasses.replace(cfg, seed=5)])
     np.testing.assert_allclose(metric_series(together[0], "train_loss"), metric_series(a, "train_loss"), rtol=1e-6)
-    full = train_run(tiny_cfg())
+    full = train_run(tiny_cfg(loss_dtype=loss_dtype))
     assert not np.allclose(metric_series(full, "train_loss"), metric_series(a, "train_loss"))
 
 
 @pytest.mark.parametrize("override, needle", [
     (dict(lr=0.0), "optim.lr must be > 0, got 0.0"),
     (dict(weight_decay=-1.0), "optim.weight_decay must be >= 0"),
-    (dict(decay_target="one"), "decay_target must be 'zero' or 'init'"),
+    (dict(decay_target="one"), "optim.decay_target must be one of zero, init"),
     (dict(loss_dtype="float16"), "loss_dtype must be one of"),
     (dict(max_steps=0), "budget.max_steps must be >= 1"),
     (dict(fixed_norm=-1.0), "fixed_norm must be > 0"),
@@ -168,6 +247,9 @@ def test_bad_optimiser_and_budget_values(tiny_cfg, override, needle):
     with pytest.raises(ConfigError) as err:
         validate_run(tiny_cfg(**override))
     assert needle in str(err.value)
+    with pytest.raises(ConfigError, match="must be"):  # the config layer owns the check, wherever it is called from
+        from grokking_theories.config import validate
+        validate(tiny_cfg(**override))
 
 
 def test_ensemble_rejects_mixed_shapes(tiny_cfg):

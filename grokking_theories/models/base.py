@@ -77,15 +77,12 @@ ARCHS = ("mlp", "transformer")
 
 
 def validate_model(cfg: ModelConfig) -> None:
-    if cfg.arch not in ARCHS:
-        raise ConfigError(f"unknown arch {cfg.arch!r}{did_you_mean(cfg.arch, ARCHS)}; choose mlp or transformer")
-    for name in ("width", "d_model", "n_heads", "d_mlp"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"model.{name} must be >= 1, got {getattr(cfg, name)!r}")
-    if not cfg.alpha > 0:
-        raise ConfigError(f"model.alpha (init scale) must be > 0, got {cfg.alpha!r}")
-    if cfg.arch == "transformer" and cfg.d_model % cfg.n_heads:
-        raise ConfigError(f"d_model={cfg.d_model} is not divisible by n_heads={cfg.n_heads}")
+    """The config layer's model checks (:func:`grokking_theories.config.model_problems`)."""
+    from ..config import model_problems
+
+    problems = model_problems(cfg)
+    if problems:
+        raise ConfigError(problems[0])
 
 
 def build_model(cfg: ModelConfig, p: int) -> EnsembleModel:

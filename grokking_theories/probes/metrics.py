@@ -25,12 +25,32 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, dtype=torch.float6
 
 
 @torch.no_grad()
+def brier_score(logp: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over examples of ``sum_c (p_c - y_c)**2``, (K,), from log-probabilities ``logp`` (K, N, C).
+
+    Computed in float64 as ``q**2 + sum_{c != y} p_c**2`` per example, with
+    ``q = sum_{c != y} p_c`` (= 1 - p_y without the cancellation that
+    ``1 - p_y`` suffers when p_y rounds to 1), so the score never dips
+    below 0 and keeps its relative precision on confidently correct examples.
+    """
+    probs = logp.double().exp()
+    others = probs.scatter(-1, labels[..., None], 0.0)
+    return (others.sum(-1).pow(2) + others.pow(2).sum(-1)).mean(-1)
+
+
+@torch.no_grad()
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: str) -> dict[str, torch.Tensor]:
-    """Loss, accuracy, correct-logit margin (mean and quantiles) and mean correct-class probability.
+    """Loss, accuracy, correct-logit margin (mean and quantiles), mean correct-class probability and Brier score.
 
     The margin is the correct logit minus the largest other logit: accuracy
     is exactly the fraction of examples with margin > 0, so margins are the
     continuous quantity behind the step function (the `sharpness` family).
+
+    The Brier score ``{prefix}_brier`` is the mean over examples of
+    ``sum_c (p_c - y_c)**2`` (p the softmax probabilities, y the one-hot
+    label), in float64: 0 for a confident correct answer, 2 for a confident
+    wrong one. It is the linear per-example metric Schaeffer et al. (2023)
+    contrast with accuracy.
     """
     labels = labels.expand(logits.shape[:-1])
     logp = torch.log_softmax(logits.double(), dim=-1)
@@ -43,6 +63,7 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: s
         f"{prefix}_acc": (margin > 0).double().mean(-1),
         f"{prefix}_margin_mean": margin.double().mean(-1),
         f"{prefix}_correct_prob": correct_logp.exp().mean(-1),
+        f"{prefix}_brier": brier_score(logp, labels),
     }
     qs = torch.quantile(margin.float(), torch.tensor(MARGIN_QUANTILES, device=margin.device), dim=-1)
     for q, row in zip(MARGIN_QUANTILES, qs):

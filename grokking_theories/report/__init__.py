@@ -1,8 +1,10 @@
 """The comparison report: every family's verdicts on one study's runs, as HTML and JSON.
 
 ``build_report(study, store, out_dir)`` reads the study's finished runs from a
-:class:`~grokking_theories.store.RunStore`, evaluates the families'
-predictions on each arm (and on all runs together), draws the grokking and
+:class:`~grokking_theories.store.RunStore`, evaluates each of the families'
+predictions once on its primary design (the headline verdicts, one Holm
+family) and, as a secondary robustness view, on each arm and on all runs
+together; counts the runs censored at their budget; draws the grokking and
 weight-norm figures plus every family's own figures, and writes a
 self-contained ``report.html`` (inline CSS, figures as base64 PNG, no
 scripts) next to a machine-readable ``report.json``.
@@ -15,6 +17,8 @@ compare them with a golden copy.
 matplotlib, seaborn, pandas and jinja2 are imported inside the functions
 that need them, so importing this package is cheap.
 """
-from .build import ReportData, build_report, collect_report_data, render_html, render_json
+from .build import ReportData, build_report, collect_report_data, render_html, render_json, write_report_files
+from .censoring import CensoringSummary, censoring_summary
 
-__all__ = ["ReportData", "build_report", "collect_report_data", "render_html", "render_json"]
+__all__ = ["CensoringSummary", "ReportData", "build_report", "censoring_summary", "collect_report_data",
+           "render_html", "render_json", "write_report_files"]

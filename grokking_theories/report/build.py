@@ -7,14 +7,19 @@ import os
 import platform
 import subprocess
 import sys
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from ..levels import ALPHA, FIT_ACC, GROK_ACC, MIN_BOOTSTRAP_RUNS, pct
+from .censoring import CensoringSummary, censoring_summary
 from .figures import ReportFigure, close_figure, format_value, grokking_figure, png_bytes, weight_norm_figure
 
 #: Bumped when the layout of report.json changes in a way readers must know about.
-FORMAT_VERSION = 1
+#: 2: top-level ``headline`` (one verdict per prediction, on its primary design), ``censoring`` and
+#: ``setting``; every verdict carries its ``role`` ('headline' or 'secondary').
+FORMAT_VERSION = 2
 
 #: Significant digits of every float in report.json. Enough for any reader of a report, and
 #: coarse enough that last-bit differences of a BLAS or optimiser do not change the file.
@@ -50,7 +55,9 @@ class ReportData:
     finished : list of str
         Sorted ids of the study's runs that the store has finished (the runs evaluated).
     verdicts : list of Verdict
-        Holm-adjusted together (:func:`~grokking_theories.theories.evaluate_families`).
+        From :func:`~grokking_theories.theories.evaluate_families`: the headline verdicts (one per
+        prediction, on its primary design, one Holm family), then the secondary cells (each
+        prediction on each run set, their own Holm family).
     figures : list of ReportFigure
     run_columns : list of str
         Columns of the run table.
@@ -60,6 +67,10 @@ class ReportData:
         Config columns (seed excluded) that vary across the study's runs.
     provenance : dict
         What produced the report (package version and commit, study file, runs, devices, wall time).
+    censoring : CensoringSummary or None
+        Runs censored at their budget, per arm, with the budget that would resolve them.
+    setting : dict
+        The setting the verdicts are about (:func:`scale_setting`), with its one-sentence caveat.
     """
 
     study: str
@@ -74,13 +85,29 @@ class ReportData:
     runs: list
     varying: list
     provenance: dict
+    censoring: Optional[CensoringSummary] = None
+    setting: dict = field(default_factory=dict)
 
-    def verdict(self, prediction_id: str, run_set: str):
-        """The verdict on one prediction for one run set, or None."""
+    @property
+    def headline(self) -> list:
+        """The headline verdicts (role 'headline'), one per prediction, in report order."""
+        return [v for v in self.verdicts if v.role == "headline"]
+
+    @property
+    def secondary(self) -> list:
+        """The secondary (robustness) cells: each prediction on each run set."""
+        return [v for v in self.verdicts if v.role == "secondary"]
+
+    def verdict(self, prediction_id: str, run_set: str, role: str = "secondary"):
+        """The verdict of one prediction on one run set (a secondary cell by default), or None."""
         for v in self.verdicts:
-            if v.prediction_id == prediction_id and v.run_set == run_set:
+            if v.prediction_id == prediction_id and v.run_set == run_set and v.role == role:
                 return v
         return None
+
+    def headline_verdict(self, prediction_id: str):
+        """The headline verdict of one prediction, or None."""
+        return next((v for v in self.headline if v.prediction_id == prediction_id), None)
 
     def to_dict(self) -> dict[str, Any]:
         """The content of report.json: JSON types only, non-finite floats as None."""
@@ -94,6 +121,9 @@ class ReportData:
             "run_sets": {label: list(ids) for label, ids in self.run_sets.items()},
             "finished": list(self.finished),
             "provenance": self.provenance,
+            "headline": [headline_entry(v) for v in self.headline],
+            "censoring": self.censoring.to_dict() if self.censoring is not None else None,
+            "setting": self.setting,
             "verdicts": [v.to_dict() for v in self.verdicts],
             "run_columns": list(self.run_columns),
             "runs": self.runs,
@@ -143,12 +173,7 @@ def build_report(study, store, out_dir, *, families=None, provenance_overrides=N
     report must build on a machine without a display.
     """
     data = collect_report_data(study, store, families=families, provenance_overrides=provenance_overrides)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    html_path, json_path = out / "report.html", out / "report.json"
-    _atomic_write(html_path, render_html(data).encode("utf-8"))
-    _atomic_write(json_path, render_json(data).encode("utf-8"))
-    return html_path, json_path
+    return write_report_files(data, out_dir)
 
 
 def collect_report_data(study, store, *, families=None, provenance_overrides=None) -> ReportData:
@@ -160,7 +185,7 @@ def collect_report_data(study, store, *, families=None, provenance_overrides=Non
     families = list(families)
     study_ids = [c.run_id for c in study.configs]
     finished = sorted(store.finished_ids() & set(study_ids))
-    table = store.metrics_table(finished)
+    table = with_offline_metrics(store.metrics_table(finished), store, finished, families)
 
     run_sets = {arm.name: [c.run_id for c in arm.configs] for arm in study.arms}
     if len(study.arms) > 1:
@@ -174,7 +199,44 @@ def collect_report_data(study, store, *, families=None, provenance_overrides=Non
     figures = _figures(study, table, families)
     return ReportData(study=study.name, scale=study.scale, description=study.description, families=families,
                       run_sets=run_sets, finished=finished, verdicts=verdicts, figures=figures,
-                      run_columns=columns, runs=runs, varying=varying, provenance=provenance)
+                      run_columns=columns, runs=runs, varying=varying, provenance=provenance,
+                      censoring=censoring_summary(study, table, finished), setting=scale_setting(study))
+
+
+def write_report_files(data: ReportData, out_dir) -> tuple[Path, Path]:
+    """Render ``data`` into ``out_dir/report.html`` and ``out_dir/report.json`` (atomic writes)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    html_path, json_path = out / "report.html", out / "report.json"
+    _atomic_write(html_path, render_html(data).encode("utf-8"))
+    _atomic_write(json_path, render_json(data).encode("utf-8"))
+    return html_path, json_path
+
+
+def headline_entry(v) -> dict[str, Any]:
+    """One entry of report.json's ``headline`` list (floats rounded by :func:`_jsonable` later)."""
+    return {"id": v.prediction_id, "verdict": v.verdict, "test": v.test, "effect": v.effect_size,
+            "effect_name": v.effect_name, "ci": [v.ci_low, v.ci_high], "p": v.p_value,
+            "p_adjusted": v.p_adjusted, "n": v.n_runs, "run_filter": v.design, "notes": v.notes}
+
+
+def with_offline_metrics(table, store, run_ids, families):
+    """``table`` plus the rows of offline probes (recomputed from stored checkpoints) that ``families`` read.
+
+    Today the one offline probe is the per-example flip summary (:mod:`grokking_theories.probes.flips`);
+    it runs only when some prediction declares one of its metrics, and only on runs that kept checkpoints.
+    """
+    import pandas as pd
+
+    from ..probes.flips import OFFLINE_METRICS, flip_rows
+
+    wanted = {m for f in families for p in f.predictions for m in p.metrics_needed} & set(OFFLINE_METRICS)
+    if not wanted or not run_ids:
+        return table
+    with warnings.catch_warnings():  # "run stored without a checkpoint": such runs simply carry no flip rows
+        warnings.simplefilter("ignore")
+        rows = flip_rows(store, run_ids)
+    return pd.concat([table, rows[table.columns.intersection(rows.columns)]], ignore_index=True) if len(rows) else table
 
 
 def render_json(data: ReportData) -> str:
@@ -254,6 +316,82 @@ def run_table_records(study, runs_df) -> tuple[list[str], list[str], list[dict]]
     return varying, columns, [rec for _, rec in records]
 
 
+# ---------------------------------------------------------------------- the setting a verdict is about
+
+#: Config fields that make up "the setting" the report's caveat names (task, modulus, model size, lr).
+SETTING_FIELDS = ("op", "p", "train_frac", "arch", "width", "d_model", "lr")
+
+_OP_TEXT = {"add": "a+b", "sub": "a-b", "mul": "a*b", "div": "a/b", "x2_plus_y2": "a^2+b^2",
+            "x2_plus_xy_plus_y2": "a^2+ab+b^2", "x3_plus_xy": "a^3+ab"}
+
+
+def _scale_base(data: Mapping[str, Any], scale: str) -> Optional[dict[str, Any]]:
+    """The setting fields of one scale of a study file: its ``base`` over the run-config defaults."""
+    from ..config import RunConfig
+
+    spec = data.get(scale)
+    if not isinstance(spec, Mapping):
+        return None
+    base = spec.get("base", {}) if isinstance(spec.get("base", {}), Mapping) else {}
+    defaults = RunConfig().flat()
+    return {f: _plain(base.get(f, defaults.get(f))) for f in SETTING_FIELDS}
+
+
+def describe_setting(values: Mapping[str, Any]) -> str:
+    """'a+b mod 59, train fraction 0.5, an embedding MLP of width 128, AdamW lr 0.01'."""
+    task = f"{_OP_TEXT.get(values.get('op'), values.get('op'))} mod {values.get('p')}, " \
+           f"train fraction {format_value(values.get('train_frac'))}"
+    arch = values.get("arch")
+    if arch == "mlp":
+        model = f"an embedding MLP of width {values.get('width')}"
+    elif arch == "transformer":
+        model = f"Nanda et al.'s 1-layer transformer (d_model {values.get('d_model')})"
+    else:
+        model = f"a {arch} model"
+    return f"{task}, {model}, AdamW lr {format_value(values.get('lr'))}"
+
+
+def scale_setting(study) -> dict[str, Any]:
+    """The setting the study's verdicts are about, from its file's base config, and the caveat sentence.
+
+    Returns ``{"scale", "setting", "description", "paper_setting", "sentence"}``; ``paper_setting`` is the
+    paper scale's description when the report is at another scale and the file declares one.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(Path(study.path).read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        data = {}
+    values = _scale_base(data, study.scale)
+    if values is None:  # the file changed since the study was loaded: the configs' most common values
+        from collections import Counter
+
+        flats = [c.flat() for c in study.configs]
+        values = {}
+        for f in SETTING_FIELDS if flats else ():
+            by_repr = {repr(x.get(f)): x.get(f) for x in flats}
+            values[f] = _plain(by_repr[Counter(repr(x.get(f)) for x in flats).most_common(1)[0][0]])
+    here = describe_setting(values) if values else "unknown"
+    paper = _scale_base(data, "paper") if study.scale != "paper" else None
+    paper_text = describe_setting(paper) if paper else None
+    if study.scale == "paper":
+        sentence = (f"Paper scale: the papers' setting ({here}, the study's base config); still one task, one "
+                    f"modulus, one model and one learning rate, so every verdict is a finding about that setting.")
+    elif paper_text:
+        sentence = (f"{study.scale.capitalize()} scale: every verdict is a finding about one setting ({here}, "
+                    f"the study's base config), and the papers' setting is different ({paper_text}, this study's "
+                    f"paper scale): a verdict here does not carry over to it untested.")
+    else:
+        sentence = (f"{study.scale.capitalize()} scale: every verdict is a finding about one setting ({here}, "
+                    f"the study's base config), and the papers' settings are different (this study file "
+                    f"declares no paper scale): a verdict here does not carry over to them untested.")
+    return {"scale": study.scale, "setting": values, "description": here, "paper_setting": paper_text,
+            "sentence": sentence}
+
+
 # ---------------------------------------------------------------------- figures
 
 
@@ -262,32 +400,45 @@ def _hue_columns(configs) -> list[str]:
 
 
 def _figures(study, table, families) -> list[ReportFigure]:
+    """The report's figures; a warning raised while drawing one is quoted in its caption, never printed."""
     figures = []
     arms = [(arm.name, [c.run_id for c in arm.configs], _hue_columns(arm.configs)) for arm in study.arms]
     for name, ids, hue in arms:
-        fig = grokking_figure(table, name, ids, hue)
-        if fig is not None:
-            varies = ", ".join(hue) if hue else "nothing but the seed"
-            figures.append(_save(fig, f"grokking:{name}", f"Grokking curves, arm {name}",
-                                 f"Accuracy and loss against training step (log scale) for the arm {name!r}; "
-                                 f"colour: {varies}. Thin faded lines are single seeds, bold lines the mean "
-                                 f"over seeds (a seed that stopped early keeps its last value).", tight=False))
-    fig = weight_norm_figure(table, arms)
-    if fig is not None:
-        figures.append(_save(fig, "weight_norm", "Weight norm",
-                             "Total parameter norm against training step (log scale), one panel per arm; "
-                             "same colours and seed/mean convention as the grokking curves.", tight=False))
+        varies = ", ".join(hue) if hue else "nothing but the seed"
+        _add_figure(figures, lambda: grokking_figure(table, name, ids, hue), f"grokking:{name}",
+                    f"Grokking curves, arm {name}",
+                    f"Accuracy and loss against training step (log scale) for the arm {name!r}; "
+                    f"colour: {varies}. Thin faded lines are single seeds, bold lines the mean "
+                    f"over seeds (a seed that stopped early keeps its last value).", tight=False)
+    _add_figure(figures, lambda: weight_norm_figure(table, arms), "weight_norm", "Weight norm",
+                "Total parameter norm against training step (log scale), one panel per arm; "
+                "same colours and seed/mean convention as the grokking curves.", tight=False)
     _ensure_headless_pyplot()
     for family in families:
         for func in family.figures:
-            fig = func(table)
-            if fig is None:
-                continue
             name = getattr(func, "__name__", type(func).__name__)
             doc = (getattr(func, "__doc__", None) or "").strip().splitlines()
-            figures.append(_save(fig, f"{family.name}:{name}", f"{family.title} ({family.name}: {name})",
-                                 doc[0] if doc else ""))
+            _add_figure(figures, lambda: func(table), f"{family.name}:{name}",
+                        f"{family.title} ({family.name}: {name})", doc[0] if doc else "")
     return figures
+
+
+def _add_figure(figures: list, draw, key: str, title: str, caption: str, *, tight: bool = True) -> None:
+    """Draw and save one figure (None: skipped), capturing warnings into its caption."""
+    import warnings
+
+    from ..theories.base import warning_note
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = draw()
+        saved = None if fig is None else _save(fig, key, title, caption, tight=tight)
+    if saved is None:
+        return
+    note = warning_note(caught, verdict=False)
+    if note:
+        saved = ReportFigure(saved.key, saved.title, f"{saved.caption} (Note: {note}.)".lstrip(), saved.png)
+    figures.append(saved)
 
 
 def _save(fig, key: str, title: str, caption: str, *, tight: bool = True) -> ReportFigure:
@@ -478,6 +629,7 @@ def _verdict_cell(v) -> dict[str, Any]:
         ("statistic", f"{v.statistic_name or 'statistic'} = {fmt_num(v.statistic)}"),
         ("p (raw / Holm)", f"{fmt_num(v.p_value, '.3g')} / {fmt_num(v.p_adjusted, '.3g')}"),
         ("runs used", str(v.n_runs)),
+        ("run filter", v.design or "every run"),
     ]
     if v.notes:
         details.append(("notes", v.notes))
@@ -490,6 +642,23 @@ def _verdict_cell(v) -> dict[str, Any]:
             "notes": v.notes, "title": title, "details": details}
 
 
+def _headline_row(pred, family, v) -> dict[str, Any]:
+    """One row of the headline table (a prediction never evaluated shows as inconclusive)."""
+    if v is None:
+        return {"id": pred.id, "family": family.name, "statement": pred.statement, "rule": pred.rule,
+                "paper": getattr(pred, "paper", ""), "verdict": "inconclusive", "test": "–", "effect": "–",
+                "ci": "", "p": "–", "p_holm": "–", "n": "0", "run_filter": "–", "notes": "not evaluated"}
+    cell = _verdict_cell(v)
+    conf = f"{100 * v.confidence:.0f}%"
+    effect = cell["effect"]
+    if v.effect_name and effect != "–":
+        effect = f"{v.effect_name} = {effect}"
+    return {"id": pred.id, "family": family.name, "statement": pred.statement, "rule": pred.rule,
+            "paper": getattr(pred, "paper", ""), "verdict": v.verdict, "test": v.test or "–",
+            "effect": effect, "ci": f"{conf} CI {cell['ci']}" if cell["ci"] else "", "p": cell["p"],
+            "p_holm": cell["p_holm"], "n": cell["n"], "run_filter": v.design or "every run", "notes": v.notes}
+
+
 def _view(data: ReportData) -> dict[str, Any]:
     """Template context: every value already a formatted string, so the template only lays out."""
     import base64
@@ -497,10 +666,22 @@ def _view(data: ReportData) -> dict[str, Any]:
     from ..stats import VERDICTS
 
     finished = set(data.finished)
+    secondary = data.secondary
     run_sets = [{"label": label, "n": len(set(ids)), "n_finished": len(set(ids) & finished),
-                 "counts": {k: sum(1 for v in data.verdicts if v.run_set == label and v.verdict == k)
+                 "counts": {k: sum(1 for v in secondary if v.run_set == label and v.verdict == k)
                             for k in VERDICTS}}
                 for label, ids in data.run_sets.items()]
+    headline = []
+    for family in data.families:
+        for pred in family.predictions:
+            headline.append(_headline_row(pred, family, data.headline_verdict(pred.id)))
+    headline_counts = {k: sum(1 for v in data.headline if v.verdict == k) for k in VERDICTS}
+    holm = {"headline": sum(1 for v in data.headline if _plain(v.p_value) is not None),
+            "secondary": sum(1 for v in secondary if _plain(v.p_value) is not None)}
+    cens = data.censoring
+    censoring = None
+    if cens is not None and cens.any:
+        censoring = {"headline": cens.headline(), "arms": [a.text() for a in cens.arms], "method": cens.method}
     rows = []
     for family in data.families:
         for pred in family.predictions:
@@ -534,6 +715,10 @@ def _view(data: ReportData) -> dict[str, Any]:
         "study": data.study, "scale": data.scale, "description": data.description,
         "version": str(prov.get("version")),
         "run_sets": run_sets, "rows": rows, "families": families, "figures": figures,
+        "headline": headline, "headline_counts": headline_counts, "holm": holm, "censoring": censoring,
+        "setting_sentence": (data.setting or {}).get("sentence", ""),
+        "alpha": format(ALPHA, "g"), "grok_acc": pct(GROK_ACC), "fit_acc": pct(FIT_ACC),
+        "min_bootstrap_runs": MIN_BOOTSTRAP_RUNS,
         "run_columns": list(data.run_columns), "run_rows": run_rows, "varying": data.varying,
         "provenance": provenance, "run_ids": list(prov.get("run_ids") or []),
         "verdict_kinds": list(VERDICTS),
@@ -558,4 +743,5 @@ def _atomic_write(path: Path, blob: bytes) -> None:
         raise
 
 
-__all__ = ["ReportData", "build_report", "collect_report_data", "render_html", "render_json", "fmt_num"]
+__all__ = ["ReportData", "build_report", "collect_report_data", "describe_setting", "headline_entry",
+           "render_html", "render_json", "scale_setting", "fmt_num", "write_report_files"]

@@ -15,13 +15,18 @@ config columns, ``step``, ``metric``, ``value``). The layers are:
 from ._common import InsufficientDataError
 from .hypothesis_tests import LeadLagResult, PeakResult, TostResult, holm, lead_lag, peak_prominence_test, tost
 from .prediction import (
+    ROLES,
     VERDICTS,
+    Calibration,
+    Design,
     Outcome,
     Prediction,
     Verdict,
     VerdictTable,
     adjust_verdicts,
     decide_sign,
+    directional_outcome,
+    equivalence_outcome,
     slope_outcome,
 )
 from .regression import SlopeResult, loglog_slope
@@ -84,12 +89,17 @@ __all__ = [
     "lead_lag",
     "holm",
     # predictions
+    "ROLES",
     "VERDICTS",
+    "Calibration",
+    "Design",
     "Outcome",
     "Verdict",
     "Prediction",
     "VerdictTable",
     "adjust_verdicts",
     "decide_sign",
+    "directional_outcome",
+    "equivalence_outcome",
     "slope_outcome",
 ]

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ._common import REQUIRED_COLUMNS, InsufficientDataError
+from ..levels import ALPHA, CONFIDENCE
 from .hypothesis_tests import holm
 from .regression import loglog_slope
 
@@ -31,12 +32,20 @@ __all__ = [
     "VerdictTable",
     "adjust_verdicts",
     "decide_sign",
+    "directional_outcome",
+    "equivalence_outcome",
     "slope_outcome",
+    "Design",
+    "Calibration",
+    "ROLES",
 ]
 
 #: The three possible verdicts.
 VERDICTS = ("supported", "contradicted", "inconclusive")
 _P_SUPPORTS = ("supported", "contradicted", None)
+#: A verdict's role in a report: decided once on its primary design (and in the one Holm family), or a
+#: robustness cell on another run set that never changes a headline verdict.
+ROLES = ("headline", "secondary")
 
 _NAN = float("nan")
 
@@ -51,44 +60,63 @@ def _check_p_supports(p_supports: Optional[str]) -> None:
         raise ValueError(f"p_supports must be one of {_P_SUPPORTS}, got {p_supports!r}")
 
 
-@dataclass
+def _check_decision(verdict: str, p_value: Optional[float], p_supports: Optional[str]) -> None:
+    """One decision calculus: a decided verdict rests on a p-value for exactly that decision."""
+    if verdict == "inconclusive":
+        return
+    if p_value is None or not (0.0 <= float(p_value) <= 1.0):
+        raise ValueError(f"a {verdict!r} verdict must rest on a p-value in [0, 1] (got {p_value!r}): every "
+                         "decision enters the Holm family, so a rule decided by an interval alone is not allowed")
+    if p_supports != verdict:
+        raise ValueError(f"a {verdict!r} verdict must carry p_supports={verdict!r} (the decision its p-value "
+                         f"argues for), got {p_supports!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Outcome:
     """What a prediction's test function returns: the data-dependent part of a verdict.
+
+    Keyword-only: a dozen numbers travel together here, and two of them must
+    never be swapped silently by position.
 
     Attributes
     ----------
     verdict : {'supported', 'contradicted', 'inconclusive'}
-        Decision by the prediction's rule.
+        Decision by the prediction's rule, at the unadjusted level.
+    test : str
+        The test that decided (e.g. ``"log-rank"``, ``"TOST, margin 0.15"``).
     statistic_name : str
         Name of the test statistic (e.g. 'log-log slope of t_grok on wd').
     statistic : float
+    effect_name : str
     effect_size : float
         Effect on an interpretable scale (may equal ``statistic``).
-    effect_name : str
     ci_low, ci_high : float
         Confidence interval of the effect.
     confidence : float
         Level of that interval.
     p_value : float or None
-        The p-value the decision used, if any.
+        The p-value of the decision. Required for a decided verdict
+        (supported or contradicted): "supported" never rests on failing to
+        reject, and every decision enters one Holm family.
     p_supports : {'supported', 'contradicted', None}
-        Which verdict a *small* ``p_value`` argues for. :func:`adjust_verdicts`
-        demotes a verdict equal to ``p_supports`` to 'inconclusive' when its
-        Holm-adjusted p is not below alpha. None: the decision does not rest
-        on ``p_value`` (it is then only reported).
+        Which verdict a *small* ``p_value`` argues for; equals ``verdict``
+        when the verdict is decided. For an inconclusive outcome it names
+        the decision the reported p was testing for (or None).
     n_runs : int or None
         Runs the statistic used (None: all runs of the table).
     notes : str
     """
 
     verdict: str
+    test: str = ""
     statistic_name: str = ""
     statistic: float = _NAN
-    effect_size: float = _NAN
     effect_name: str = ""
+    effect_size: float = _NAN
     ci_low: float = _NAN
     ci_high: float = _NAN
-    confidence: float = 0.95
+    confidence: float = CONFIDENCE
     p_value: Optional[float] = None
     p_supports: Optional[str] = None
     n_runs: Optional[int] = None
@@ -97,58 +125,165 @@ class Outcome:
     def __post_init__(self) -> None:
         _check_verdict(self.verdict)
         _check_p_supports(self.p_supports)
+        _check_decision(self.verdict, self.p_value, self.p_supports)
 
 
-@dataclass
-class Verdict:
-    """The decision on one prediction for one set of runs.
+@dataclass(frozen=True, kw_only=True)
+class Design:
+    """The runs a prediction is about, and the least design that can decide it.
+
+    A prediction is decided once, on its primary design: the report applies
+    :meth:`select` to every run of the study, and a prediction whose design is
+    absent says so (inconclusive, with the reason) instead of borrowing runs
+    of another arm.
 
     Attributes
     ----------
-    prediction_id, family, statement : str
-        Identity of the prediction (copied from :class:`Prediction`).
+    runs : str
+        A filter on config columns, as a :meth:`pandas.DataFrame.query`
+        expression (python engine), e.g.
+        ``"decay_target == 'zero' and fixed_norm.isna() and weight_decay > 0"``.
+        Empty: every run.
+    hold : tuple of str
+        Config columns held at one level: the selection keeps the level with
+        the most runs (ties: the smallest value). E.g. ``("lr",)``: one lr.
+    levels : mapping of str -> int
+        Config column -> the least number of distinct values it must take in
+        the selection (the sweep the prediction needs).
+    min_seeds : int
+        The least number of runs at every level of each column in ``levels``.
+    """
+
+    runs: str = ""
+    hold: tuple = ()
+    levels: Mapping[str, int] = field(default_factory=dict)
+    min_seeds: int = 1
+
+    def describe(self) -> str:
+        """The design in words, as the report's 'run filter' column shows it."""
+        parts = [self.runs or "every run"]
+        parts += [f"{c} held at its most common level" for c in self.hold]
+        parts += [f">= {n} levels of {c}" for c, n in self.levels.items()]
+        if self.min_seeds > 1:
+            parts.append(f">= {self.min_seeds} runs per level")
+        return "; ".join(parts)
+
+    def select(self, table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+        """The rows of ``table`` in this design, and the reasons the design is absent (empty if present)."""
+        sub = table
+        if self.runs and not table.empty:
+            try:
+                sub = table.query(self.runs, engine="python")
+            except (KeyError, NameError, pd.errors.UndefinedVariableError) as exc:
+                return table.iloc[:0], [f"the run filter {self.runs!r} names a column the table lacks ({exc})"]
+        for col in self.hold:
+            if col not in sub.columns:
+                return sub.iloc[:0], [f"missing config column {col!r} (held at one level)"]
+            if not sub.empty:
+                counts = sub.groupby(col)["run_id"].nunique()
+                sub = sub[sub[col] == counts[counts == counts.max()].index.min()]
+        if sub.empty:
+            return sub, [f"primary design absent: no run matches {self.describe()!r}"]
+        problems = []
+        for col, need in self.levels.items():
+            if col not in sub.columns:
+                problems.append(f"missing config column {col!r}")
+                continue
+            per_level = sub.groupby(col)["run_id"].nunique()
+            ok = per_level[per_level >= self.min_seeds]
+            if len(ok) < need:
+                problems.append(f"primary design absent: {len(ok)} level(s) of {col} with >= {self.min_seeds} "
+                                f"run(s) each (levels found: {per_level.to_dict()}); the prediction needs {need}")
+        return sub, problems
+
+
+@dataclass(frozen=True, kw_only=True)
+class Calibration:
+    """How :mod:`benchmarks.calibration` plants tables for one rule.
+
+    Attributes
+    ----------
+    plant : callable
+        ``plant(configs, scenario, rng) -> tidy table`` for the shipped
+        study's run configs; ``scenario`` is ``'null'`` (the predicted effect
+        absent), ``'effect'`` (the effect the paper reports) or
+        ``'opposite'`` (an effect of that size the other way).
+    effect : str
+        The planted effect in words and where its size comes from (the
+        paper's number, or the smallest effect a researcher would care
+        about, stated as such).
+    """
+
+    plant: Callable[..., pd.DataFrame]
+    effect: str
+
+
+@dataclass(kw_only=True)
+class Verdict:
+    """The decision on one prediction for one set of runs (built from an :class:`Outcome`).
+
+    Attributes
+    ----------
+    prediction_id, family, statement, rule : str
+        Identity and rule of the prediction (copied from :class:`Prediction`).
     run_set : str
-        Which runs were used (e.g. the study/sweep name).
-    statistic_name, statistic, effect_size, effect_name, ci_low, ci_high
+        Which runs were used ('primary design' for a headline verdict, or an arm's name).
+    role : {'headline', 'secondary'}
+        Headline verdicts form the report's one multiplicity family;
+        secondary cells are robustness views that never change a headline.
+    design : str
+        The run filter, in words (:meth:`Design.describe`).
+    test, statistic_name, statistic, effect_name, effect_size, ci_low, ci_high, confidence,
+    p_value, p_supports, notes
         See :class:`Outcome`.
-    p_value : float or None
-        Raw p-value the decision used, if any.
     p_adjusted : float or None
-        Holm-adjusted p-value, set by :func:`adjust_verdicts`.
+        Holm-adjusted p-value within the verdict's family, set by :func:`adjust_verdicts`.
     n_runs : int
     verdict : {'supported', 'contradicted', 'inconclusive'}
-    rule : str
-        The decision rule, fixed in advance.
-    notes : str
-        Anything the reader must know (missing data, demotion by Holm ...).
-    p_supports : {'supported', 'contradicted', None}
-        See :class:`Outcome`.
-    confidence : float
-        Level of ``[ci_low, ci_high]``.
     """
 
     prediction_id: str
     family: str
     statement: str
+    rule: str = ""
     run_set: str = "all"
+    role: str = "headline"
+    design: str = ""
+    verdict: str = "inconclusive"
+    test: str = ""
     statistic_name: str = ""
     statistic: float = _NAN
-    effect_size: float = _NAN
     effect_name: str = ""
+    effect_size: float = _NAN
     ci_low: float = _NAN
     ci_high: float = _NAN
+    confidence: float = CONFIDENCE
     p_value: Optional[float] = None
     p_adjusted: Optional[float] = None
-    n_runs: int = 0
-    verdict: str = "inconclusive"
-    rule: str = ""
-    notes: str = ""
     p_supports: Optional[str] = None
-    confidence: float = 0.95
+    n_runs: int = 0
+    notes: str = ""
 
     def __post_init__(self) -> None:
         _check_verdict(self.verdict)
         _check_p_supports(self.p_supports)
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
+
+    @classmethod
+    def from_outcome(cls, prediction: "Prediction", outcome: Outcome, *, run_set: str, role: str,
+                     n_runs: int) -> "Verdict":
+        """The verdict of ``prediction`` on a run set, carrying every field of ``outcome``."""
+        return cls(
+            prediction_id=prediction.id, family=prediction.family, statement=prediction.statement,
+            rule=prediction.rule, run_set=run_set, role=role, design=prediction.design.describe(),
+            verdict=outcome.verdict, test=outcome.test, statistic_name=outcome.statistic_name,
+            statistic=float(outcome.statistic), effect_name=outcome.effect_name,
+            effect_size=float(outcome.effect_size), ci_low=float(outcome.ci_low), ci_high=float(outcome.ci_high),
+            confidence=float(outcome.confidence),
+            p_value=None if outcome.p_value is None else float(outcome.p_value),
+            p_supports=outcome.p_supports,
+            n_runs=int(n_runs if outcome.n_runs is None else outcome.n_runs), notes=outcome.notes)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of all fields (JSON-friendly: floats, str, None)."""
@@ -174,10 +309,14 @@ class Verdict:
             pair("Prediction:", self.prediction_id, "Verdict:", self.verdict.upper()),
             pair("Family:", self.family, "N runs:", str(self.n_runs)),
             pair("Run set:", self.run_set, "p-value:", fmt(self.p_value)),
-            pair("", "", "Holm p:", fmt(self.p_adjusted)),
+            pair("Role:", self.role, "Holm p:", fmt(self.p_adjusted)),
             "=" * width,
         ]
         lines += textwrap.wrap("Statement: " + self.statement, width) or ["Statement:"]
+        if self.design:
+            lines += textwrap.wrap("Runs: " + self.design, width)
+        if self.test:
+            lines += textwrap.wrap("Test: " + self.test, width)
         lines.append("-" * width)
         col = 13
         lab = width - 3 * col
@@ -199,57 +338,61 @@ class Verdict:
 
 
 def _coerce_outcome(result: Any) -> Outcome:
-    """Accept an Outcome, a Verdict or a mapping from a test function."""
+    """Accept an Outcome or a mapping with Outcome's fields from a test function."""
     if isinstance(result, Outcome):
         return result
-    if isinstance(result, Verdict):
-        names = {f.name for f in dataclasses.fields(Outcome)}
-        return Outcome(**{k: v for k, v in result.to_dict().items() if k in names})
     if isinstance(result, Mapping):
         names = {f.name for f in dataclasses.fields(Outcome)}
         unknown = set(result) - names
         if unknown:
             raise TypeError(f"test result has unknown field(s) {sorted(unknown)}; allowed: {sorted(names)}")
         return Outcome(**result)
-    raise TypeError(f"a prediction's test must return an Outcome, Verdict or dict, got {type(result).__name__}")
+    raise TypeError(f"a prediction's test must return an Outcome or a dict, got {type(result).__name__}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Prediction:
-    """A falsifiable prediction with its decision rule fixed in advance.
+    """A falsifiable prediction with its primary design and decision rule fixed in advance.
 
     Attributes
     ----------
     id : str
-        Short unique id, e.g. 'WD-1'.
+        Short unique id, e.g. 'W1'.
     family : str
-        Theory family ('weight_decay', 'fourier', 'goldilocks',
-        'double_descent', 'metric_artifact' ...).
+        Theory family ('weight_decay', 'goldilocks', 'sharpness', ...).
     statement : str
         The prediction in words.
-    metrics_needed : tuple of str
-        Metrics that must be present in the ``metric`` column (with at least
-        one finite value).
-    config_needed : tuple of str
-        Config columns that must exist *and vary* (take >= 2 distinct values
-        across runs) -- the knobs the prediction is about.
     rule : str
-        When the verdict is supported / contradicted / inconclusive.
+        When the verdict is supported / contradicted / inconclusive, with the
+        test that decides it.
     test : callable
-        ``test(table) -> Outcome`` (or a dict with Outcome's fields). May
+        ``test(table) -> Outcome`` on the rows of the primary design. May
         raise :class:`InsufficientDataError` -> 'inconclusive'.
+    design : Design
+        The runs the prediction is about and the least design it needs.
+    paper : str
+        The paper's own claim and number, stated beside the rule.
+    metrics_needed : tuple of str
+        Metrics that must be present (with at least one finite value).
+    config_needed : tuple of str
+        Config columns that must exist *and vary* in the design.
     config_present : tuple of str
-        Config columns that must merely exist (e.g. used to filter).
+        Config columns that must merely exist.
+    calibration : Calibration or None
+        How the calibration benchmark plants null and effect tables for this rule.
     """
 
     id: str
     family: str
     statement: str
-    metrics_needed: tuple = ()
-    config_needed: tuple = ()
     rule: str = ""
     test: Optional[Callable[[pd.DataFrame], Any]] = None
+    design: Design = field(default_factory=Design)
+    paper: str = ""
+    metrics_needed: tuple = ()
+    config_needed: tuple = ()
     config_present: tuple = ()
+    calibration: Optional[Calibration] = None
 
     def missing(self, table: pd.DataFrame) -> list[str]:
         """Reasons the table cannot answer this prediction (empty list if it can)."""
@@ -281,74 +424,64 @@ class Prediction:
                     )
         return problems
 
-    def _verdict(self, run_set: str, n_runs: int, outcome: Outcome) -> Verdict:
-        return Verdict(
-            prediction_id=self.id,
-            family=self.family,
-            statement=self.statement,
-            run_set=run_set,
-            statistic_name=outcome.statistic_name,
-            statistic=float(outcome.statistic),
-            effect_size=float(outcome.effect_size),
-            effect_name=outcome.effect_name,
-            ci_low=float(outcome.ci_low),
-            ci_high=float(outcome.ci_high),
-            p_value=None if outcome.p_value is None else float(outcome.p_value),
-            p_adjusted=None,
-            n_runs=int(n_runs if outcome.n_runs is None else outcome.n_runs),
-            verdict=outcome.verdict,
-            rule=self.rule,
-            notes=outcome.notes,
-            p_supports=outcome.p_supports,
-            confidence=float(outcome.confidence),
-        )
-
-    def evaluate(self, table: pd.DataFrame, run_set: str = "all") -> Verdict:
-        """Apply the prediction to a tidy table.
+    def evaluate(self, table: pd.DataFrame, run_set: str = "primary design", *, role: str = "headline") -> Verdict:
+        """Apply the prediction to the runs of its primary design within ``table``.
 
         Parameters
         ----------
         table : DataFrame
-            Tidy long-form table (the runs the prediction should see).
+            Tidy long-form table; the prediction's :class:`Design` selects its runs.
         run_set : str
             Label of the runs, copied into the verdict.
+        role : {'headline', 'secondary'}
+            Copied into the verdict.
 
         Returns
         -------
         Verdict
-            'inconclusive' with a note naming what is missing when the table
-            lacks a needed metric/column, a needed knob does not vary, or the
-            test raises :class:`InsufficientDataError`.
+            'inconclusive' with a note naming what is missing when the design is
+            absent, the table lacks a needed metric/column, a needed knob does
+            not vary, or the test raises :class:`InsufficientDataError`.
 
         Raises
         ------
         TypeError
-            If ``table`` is not a DataFrame or the test returns something
-            that is not an Outcome/Verdict/dict (programming errors are not
-            hidden as 'inconclusive').
+            If ``table`` is not a DataFrame or the test returns something that
+            is not an Outcome/dict (programming errors are not hidden as
+            'inconclusive').
         """
         if not isinstance(table, pd.DataFrame):
             raise TypeError(f"evaluate expects a pandas DataFrame, got {type(table).__name__}")
-        n_runs = int(table["run_id"].nunique()) if "run_id" in table.columns else 0
+
+        def verdict(outcome: Outcome, n: int) -> Verdict:
+            return Verdict.from_outcome(self, outcome, run_set=run_set, role=role, n_runs=n)
+
         problems = self.missing(table)
+        sub = table
+        if not problems:
+            sub, problems = self.design.select(table)
+        n_runs = int(sub["run_id"].nunique()) if "run_id" in sub.columns else 0
+        if not problems:
+            problems = self.missing(sub)
         if self.test is None:
             problems.append("prediction has no test function")
         if problems:
-            return self._verdict(run_set, n_runs, Outcome("inconclusive", notes="; ".join(problems)))
+            return verdict(Outcome(verdict="inconclusive", notes="; ".join(problems)), n_runs)
         try:
-            outcome = _coerce_outcome(self.test(table))
+            outcome = _coerce_outcome(self.test(sub))
         except InsufficientDataError as exc:
-            return self._verdict(run_set, n_runs, Outcome("inconclusive", notes=f"insufficient data: {exc}"))
-        return self._verdict(run_set, n_runs, outcome)
+            return verdict(Outcome(verdict="inconclusive", notes=f"insufficient data: {exc}"), n_runs)
+        return verdict(outcome, n_runs)
 
 
-def adjust_verdicts(verdicts: Iterable[Verdict], alpha: float = 0.05) -> list[Verdict]:
-    """Holm-adjust the p-values of all verdicts and re-decide.
+def adjust_verdicts(verdicts: Iterable[Verdict], alpha: float = ALPHA) -> list[Verdict]:
+    """Holm-adjust one family of verdicts and re-decide.
 
     Parameters
     ----------
     verdicts : iterable of Verdict
-        The family of verdicts (e.g. every prediction of a report).
+        One multiplicity family: a report's headline verdicts (one per
+        prediction), or, separately, its secondary cells.
     alpha : float
         Family-wise level.
 
@@ -356,10 +489,9 @@ def adjust_verdicts(verdicts: Iterable[Verdict], alpha: float = 0.05) -> list[Ve
     -------
     list of Verdict
         New Verdict objects (inputs untouched) with ``p_adjusted`` set for
-        every verdict that has a finite ``p_value``. A verdict whose
-        decision rested on its p-value (``verdict == p_supports``) becomes
-        'inconclusive' when the adjusted p is ``>= alpha``, with a note.
-        Verdicts without a p-value are unchanged.
+        every verdict with a finite ``p_value``. Every decided verdict rests
+        on its p-value (:class:`Outcome` enforces it), so a decided verdict
+        whose adjusted p is ``>= alpha`` becomes 'inconclusive', with a note.
     """
     vs = list(verdicts)
     raw = np.array([_NAN if v.p_value is None else float(v.p_value) for v in vs], dtype=float)
@@ -370,8 +502,8 @@ def adjust_verdicts(verdicts: Iterable[Verdict], alpha: float = 0.05) -> list[Ve
             out.append(dataclasses.replace(v, p_adjusted=None))
             continue
         new = dataclasses.replace(v, p_adjusted=float(pa))
-        if v.p_supports is not None and v.verdict == v.p_supports and pa >= alpha:
-            note = f"was '{v.verdict}' at p={v.p_value:.3g}; Holm-adjusted p={pa:.3g} >= {alpha}"
+        if v.verdict != "inconclusive" and pa >= alpha:
+            note = f"was '{v.verdict}' at p={v.p_value:.3g}; Holm-adjusted p={pa:.3g} >= {alpha:g}"
             new = dataclasses.replace(new, verdict="inconclusive", notes="; ".join(filter(None, [v.notes, note])))
         out.append(new)
     return out
@@ -397,9 +529,13 @@ class VerdictTable:
     def append(self, verdict: Verdict) -> None:
         self.verdicts.append(verdict)
 
-    def adjusted(self, alpha: float = 0.05) -> "VerdictTable":
+    def adjusted(self, alpha: float = ALPHA) -> "VerdictTable":
         """A new table with :func:`adjust_verdicts` applied."""
         return VerdictTable(adjust_verdicts(self.verdicts, alpha))
+
+    def headline(self) -> "VerdictTable":
+        """The headline verdicts only (one per prediction)."""
+        return VerdictTable([v for v in self.verdicts if v.role == "headline"])
 
     def to_frame(self) -> pd.DataFrame:
         """One row per verdict, one column per :class:`Verdict` field."""
@@ -416,11 +552,11 @@ class VerdictTable:
         def fmt(v):
             return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
 
-        head = f"{'id':<12}{'family':<18}{'verdict':<14}{'effect':>10}{'CI low':>10}{'CI high':>10}{'p':>10}{'p (Holm)':>10}{'n':>6}"
+        head = f"{'id':<12}{'run set':<18}{'verdict':<14}{'effect':>10}{'CI low':>10}{'CI high':>10}{'p':>10}{'p (Holm)':>10}{'n':>6}"
         lines = ["=" * width, head, "-" * width]
         for v in self.verdicts:
             lines.append(
-                f"{v.prediction_id[:11]:<12}{v.family[:17]:<18}{v.verdict:<14}{fmt(v.effect_size):>10}"
+                f"{v.prediction_id[:11]:<12}{v.run_set[:17]:<18}{v.verdict:<14}{fmt(v.effect_size):>10}"
                 f"{fmt(v.ci_low):>10}{fmt(v.ci_high):>10}{fmt(v.p_value):>10}{fmt(v.p_adjusted):>10}{v.n_runs:>6}"
             )
         lines.append("-" * width)
@@ -456,67 +592,120 @@ def decide_sign(
     return "supported" if above else "contradicted" if below else "inconclusive"
 
 
+def _tail(t: float, df: Optional[float], upper: bool) -> float:
+    """P(T >= t) (upper) or P(T <= t) of a t (df) or standard normal (df None) variable."""
+    from scipy import stats
+
+    dist = stats.norm if df is None or not np.isfinite(df) else stats.t(df)
+    return float(dist.sf(t) if upper else dist.cdf(t))
+
+
+def directional_outcome(
+    *,
+    estimate: float,
+    se: float,
+    df: Optional[float],
+    expected: Literal["negative", "positive"],
+    null: float = 0.0,
+    alpha: float = ALPHA,
+    test: str,
+    statistic_name: str,
+    effect_name: str = "",
+    n_runs: Optional[int] = None,
+    notes: str = "",
+) -> Outcome:
+    """A directional prediction ("the effect is positive") decided by one two-sided test.
+
+    Supported when the two-sided p of ``estimate = null`` is below ``alpha``
+    and the estimate lies on the expected side; contradicted when it is below
+    ``alpha`` on the other side; else inconclusive. The interval is the
+    two-sided ``1 - alpha`` t (``df``) or Wald (``df`` None) interval, so the
+    verdict and the interval always agree.
+    """
+    if not (np.isfinite(estimate) and np.isfinite(se) and se > 0):
+        raise InsufficientDataError(f"{statistic_name}: no finite estimate with a positive standard error")
+    if expected not in ("negative", "positive"):
+        raise ValueError(f"expected must be 'negative' or 'positive', got {expected!r}")
+    from scipy import stats
+
+    t = (estimate - null) / se
+    p = 2 * min(_tail(t, df, True), _tail(t, df, False))
+    q = stats.norm.ppf(1 - alpha / 2) if df is None or not np.isfinite(df) else stats.t(df).ppf(1 - alpha / 2)
+    lo, hi = estimate - q * se, estimate + q * se
+    on_expected = (estimate < null) if expected == "negative" else (estimate > null)
+    direction = "supported" if on_expected else "contradicted"
+    return Outcome(verdict=direction if p < alpha else "inconclusive", test=test, statistic_name=statistic_name,
+                   statistic=float(t), effect_name=effect_name or statistic_name, effect_size=float(estimate),
+                   ci_low=float(lo), ci_high=float(hi), confidence=1 - alpha, p_value=float(min(p, 1.0)),
+                   p_supports=direction, n_runs=n_runs, notes=notes)
+
+
+def equivalence_outcome(
+    *,
+    estimate: float,
+    se: float,
+    df: Optional[float],
+    target: float,
+    margin: float,
+    alpha: float = ALPHA,
+    test: str,
+    statistic_name: str,
+    effect_name: str = "",
+    n_runs: Optional[int] = None,
+    notes: str = "",
+) -> Outcome:
+    """A "the effect equals ``target``" prediction decided by equivalence, never by failing to reject.
+
+    Supported when TOST shows ``|effect - target| < margin`` (both one-sided
+    p below ``alpha``; reported p = the larger one); contradicted when a
+    one-sided test shows the effect lies beyond ``target + margin`` or below
+    ``target - margin`` (reported p = the smaller; the two alternatives are
+    disjoint, so each side is an ``alpha``-level test and the pair exceeds
+    ``alpha`` only by the other side's negligible rejection probability at
+    the boundary); otherwise inconclusive. The interval is the ``1 - 2
+    alpha`` interval, the one TOST at ``alpha`` reads.
+    """
+    if not (np.isfinite(estimate) and np.isfinite(se) and se > 0):
+        raise InsufficientDataError(f"{statistic_name}: no finite estimate with a positive standard error")
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin!r}")
+    from scipy import stats
+
+    lo_b, hi_b = target - margin, target + margin
+    p_equiv = max(_tail((estimate - lo_b) / se, df, True), _tail((estimate - hi_b) / se, df, False))
+    p_above, p_below = _tail((estimate - hi_b) / se, df, True), _tail((estimate - lo_b) / se, df, False)
+    p_outside = min(p_above, p_below)
+    q = stats.norm.ppf(1 - alpha) if df is None or not np.isfinite(df) else stats.t(df).ppf(1 - alpha)
+    common = dict(test=test, statistic_name=statistic_name, statistic=float(estimate),
+                  effect_name=effect_name or statistic_name, effect_size=float(estimate),
+                  ci_low=float(estimate - q * se), ci_high=float(estimate + q * se), confidence=1 - 2 * alpha,
+                  n_runs=n_runs, notes="; ".join(filter(None, [f"equivalence margin {target:g} +- {margin:g}", notes])))
+    if p_equiv < alpha:
+        return Outcome(verdict="supported", p_value=float(p_equiv), p_supports="supported", **common)
+    if p_outside < alpha:
+        return Outcome(verdict="contradicted", p_value=float(p_outside), p_supports="contradicted", **common)
+    closer = "supported" if p_equiv <= p_outside else "contradicted"
+    return Outcome(verdict="inconclusive", p_value=float(min(p_equiv, p_outside)), p_supports=closer, **common)
+
+
 def slope_outcome(
     x,
     y,
     expected: Literal["negative", "positive"],
     *,
     null: float = 0.0,
-    alpha: float = 0.05,
+    alpha: float = ALPHA,
     statistic_name: str = "log-log slope",
 ) -> Outcome:
-    """Directional log-log slope prediction decided as a one-sided test at level ``alpha``.
-
-    Parameters
-    ----------
-    x, y : array_like
-        Positive data (see :func:`loglog_slope`).
-    expected : {'negative', 'positive'}
-        The predicted sign of ``slope - null``.
-    null : float
-        Reference slope.
-    alpha : float
-        One-sided level. The reported interval is the two-sided
-        ``1 - 2 alpha`` interval, whose limits are the two one-sided
-        ``1 - alpha`` bounds.
-
-    Returns
-    -------
-    Outcome
-        'supported' when the interval lies wholly on the expected side of
-        ``null`` (equivalently one-sided p < alpha), 'contradicted' when it
-        lies wholly on the other side, else 'inconclusive'. ``p_value`` is
-        the one-sided p in the direction of the decision (the expected one
-        when inconclusive) and ``p_supports`` names that direction, so Holm
-        can demote it.
+    """Directional log-log OLS slope prediction (:func:`directional_outcome` on its t statistic).
 
     Raises
     ------
     InsufficientDataError
         Fewer than 3 usable points.
     """
-    res = loglog_slope(x, y, null_values=(null,), alpha=2 * alpha)
-    p2 = res.p_value(null)
-    # One-sided p-values from the two-sided t-test p (symmetric t distribution).
-    below_p = p2 / 2 if res.slope < null else 1 - p2 / 2
-    above_p = 1 - below_p
-    p_expected, p_other = (below_p, above_p) if expected == "negative" else (above_p, below_p)
-    verdict = decide_sign(res.ci_low, res.ci_high, expected, null)
-    if verdict == "contradicted":
-        p, p_supports = p_other, "contradicted"
-    else:
-        p, p_supports = p_expected, "supported"
-    return Outcome(
-        verdict=verdict,
-        statistic_name=statistic_name,
-        statistic=res.slope,
-        effect_size=res.slope,
-        effect_name="slope",
-        ci_low=res.ci_low,
-        ci_high=res.ci_high,
-        confidence=1 - 2 * alpha,
-        p_value=float(p),
-        p_supports=p_supports,
-        n_runs=res.n,
-        notes=f"{res.n_dropped} point(s) dropped (x or y <= 0 or non-finite)" if res.n_dropped else "",
-    )
+    res = loglog_slope(x, y, null_values=(null,), alpha=alpha)
+    notes = f"{res.n_dropped} point(s) dropped (x or y <= 0 or non-finite)" if res.n_dropped else ""
+    return directional_outcome(estimate=res.slope, se=res.slope_se, df=res.n - 2, expected=expected, null=null,
+                               alpha=alpha, test="OLS t-test of the log-log slope", statistic_name=statistic_name,
+                               effect_name="slope", n_runs=res.n, notes=notes)

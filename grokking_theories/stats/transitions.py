@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import curve_fit
 
+from ..levels import FIT_ACC, GROK_ACC, HALF_ACC
 from ._common import MEASUREMENT_COLUMNS, REQUIRED_COLUMNS, as_1d_float, check_same_length
 
 Direction = Literal["above", "below"]
@@ -227,9 +228,9 @@ def _crossings(table: pd.DataFrame, metric: str, threshold: float, direction: st
 def grokking_times(
     table: pd.DataFrame,
     *,
-    fit_threshold: float = 0.99,
-    grok_threshold: float = 0.99,
-    half_threshold: float = 0.5,
+    fit_threshold: float = FIT_ACC,
+    grok_threshold: float = GROK_ACC,
+    half_threshold: float = HALF_ACC,
 ) -> pd.DataFrame:
     """The standard grokking times of every run.
 

@@ -66,14 +66,12 @@ class ModularTask:
 
 
 def validate_task(cfg: TaskConfig) -> None:
-    if cfg.op not in LABELS:
-        raise ConfigError(f"unknown op {cfg.op!r}{did_you_mean(cfg.op, LABELS)}; choose one of {', '.join(OPS)}")
-    if not isinstance(cfg.p, int) or cfg.p < 2:
-        raise ConfigError(f"p must be an integer >= 2, got {cfg.p!r}")
-    if cfg.op in NEEDS_PRIME and not _is_prime(cfg.p):
-        raise ConfigError(f"op {cfg.op!r} needs a prime modulus, got p={cfg.p}")
-    if not 0.0 < cfg.train_frac < 1.0:
-        raise ConfigError(f"train_frac must lie in (0, 1), got {cfg.train_frac!r}")
+    """The config layer's task checks (:func:`grokking_theories.config.task_problems`)."""
+    from ..config import task_problems
+
+    problems = task_problems(cfg)
+    if problems:
+        raise ConfigError(problems[0])
 
 
 def make_task(cfg: TaskConfig) -> ModularTask:

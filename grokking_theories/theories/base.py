@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 
 from ..config import did_you_mean
 from ..errors import ConfigError
+from ..levels import ALPHA
 
 FAMILIES: dict[str, "Family"] = {}
 
@@ -54,8 +55,8 @@ class Family:
         from ..studies import load_study
         return load_study(self.study, scale)
 
-    def evaluate(self, table, run_set: str = "all") -> list:
-        """Every prediction's :class:`~grokking_theories.stats.Verdict` on one run set."""
+    def evaluate(self, table, run_set: str = "primary design") -> list:
+        """Every prediction's :class:`~grokking_theories.stats.Verdict` on its primary design within ``table``."""
         return [p.evaluate(table, run_set) for p in self.predictions]
 
 
@@ -79,17 +80,91 @@ def all_families() -> list[Family]:
     return list(FAMILIES.values())
 
 
-def evaluate_families(table, families: Sequence[Family], run_sets: Mapping[str, Sequence[str]],
-                      alpha: float = 0.05) -> list:
-    """Verdicts of every prediction of every family on every run set, Holm-adjusted together.
+#: Label of the run set a headline verdict is decided on: the prediction's primary design within the study.
+PRIMARY = "primary design"
 
-    ``run_sets`` maps a label to run ids; each prediction sees only those runs.
+
+def evaluate_families(table, families: Sequence[Family], run_sets: Mapping[str, Sequence[str]],
+                      alpha: float = ALPHA) -> list:
+    """Headline and secondary verdicts of every prediction of ``families``.
+
+    Headline: each prediction once, on the rows of its primary design among
+    *all* of ``table``'s runs; these verdicts form the one Holm family.
+    Secondary: each prediction on each run set of ``run_sets`` (label -> run
+    ids; the design's filter still applies, so no arm is pooled with one it
+    must not be), Holm-adjusted as a separate family. A secondary cell is a
+    robustness view: it never changes a headline verdict.
+
+    No library warning escapes: each evaluation runs under
+    :func:`evaluate_quietly`, which records what NumPy, SciPy or statsmodels
+    warned about and appends it to that verdict's notes.
     """
     from ..stats import adjust_verdicts
 
-    verdicts = []
+    headline = [evaluate_quietly(p, table, PRIMARY, role="headline") for f in families for p in f.predictions]
+    secondary = []
     for label, ids in run_sets.items():
         subset = table[table["run_id"].isin(set(ids))]
-        for family in families:
-            verdicts.extend(family.evaluate(subset, label))
-    return adjust_verdicts(verdicts, alpha)
+        secondary.extend(evaluate_quietly(p, subset, label, role="secondary")
+                         for f in families for p in f.predictions)
+    return adjust_verdicts(headline, alpha) + adjust_verdicts(secondary, alpha)
+
+
+#: Warning categories about the code (an API that will change), not about the data being fitted.
+_CODE_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning)
+#: Distinct warnings quoted in one verdict's notes; the rest are counted.
+_MAX_QUOTED = 3
+
+
+def evaluate_quietly(prediction, table, run_set: str, *, role: str):
+    """``prediction.evaluate(table, run_set, role=role)`` with every warning captured into the verdict's notes.
+
+    A degenerate fit (a constant input, an all-NaN slice, a non-converging
+    likelihood) makes NumPy, SciPy or statsmodels warn on the terminal with
+    no context. Here each distinct warning (category and message) is quoted
+    once in the notes of the verdict it arose in, with what it means for the
+    verdict; nothing is printed.
+    """
+    import dataclasses
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        verdict = prediction.evaluate(table, run_set, role=role)
+    note = warning_note(caught, test=verdict.test)
+    if not note:
+        return verdict
+    return dataclasses.replace(verdict, notes="; ".join(filter(None, [verdict.notes, note])))
+
+
+def warning_note(caught, *, test: str = "", verdict: bool = True) -> str:
+    """One note for a list of recorded warnings (empty string when there are none); deduplicated, in order.
+
+    ``verdict``: the warnings arose while evaluating a verdict decided by ``test`` (else while drawing a figure).
+    """
+    seen: dict[tuple[str, str], bool] = {}
+    for w in caught:
+        category = w.category if isinstance(w.category, type) else type(w.message)
+        message = " ".join(str(w.message).split())
+        if len(message) > 160:
+            message = message[:157] + "..."
+        seen.setdefault((category.__name__, message), issubclass(category, _CODE_WARNINGS))
+    if not seen:
+        return ""
+    parts = []
+    numeric = [k for k, code in seen.items() if not code]
+    code = [k for k, code in seen.items() if code]
+    if numeric:
+        quoted = "; ".join(f"{c}: {m}" for c, m in numeric[:_MAX_QUOTED])
+        more = f" (and {len(numeric) - _MAX_QUOTED} more)" if len(numeric) > _MAX_QUOTED else ""
+        if not verdict:
+            parts.append(f"numerical warning while drawing: {quoted}{more}")
+        else:
+            rests = f"the verdict rests on the test named ({test})" if test else \
+                "the verdict is inconclusive for the reason given"
+            parts.append(f"numerical warning during the fit: {quoted}{more} [captured; {rests}]")
+    if code:
+        quoted = "; ".join(f"{c}: {m}" for c, m in code[:_MAX_QUOTED])
+        more = f" (and {len(code) - _MAX_QUOTED} more)" if len(code) > _MAX_QUOTED else ""
+        parts.append(f"library notice during evaluation, about the code and not the data: {quoted}{more}")
+    return "; ".join(parts)

@@ -51,7 +51,10 @@ def check_family(family: Family, scales=("quick",)) -> None:
         if other.name != family.name:  # a modified copy of a registered family is checked as that family
             clash = set(ids) & {p.id for p in other.predictions}
             _require(not clash, f"prediction ids {sorted(clash)} of {family.name!r} are also in {other.name!r}")
-    known = logged_metrics("mlp") | logged_metrics("transformer")
+    from ..probes.flips import OFFLINE_METRICS
+
+    # what the trainer logs, plus what the offline probes recompute from stored checkpoints
+    known = logged_metrics("mlp") | logged_metrics("transformer") | set(OFFLINE_METRICS)
     for pred in family.predictions:
         _require(isinstance(pred, Prediction), f"{family.name}: {pred!r} is not a Prediction")
         _require(pred.family == family.name, f"prediction {pred.id} says family {pred.family!r}, not {family.name!r}")
@@ -59,7 +62,7 @@ def check_family(family: Family, scales=("quick",)) -> None:
         _require(len(pred.rule.strip()) >= 10, f"prediction {pred.id} has no decision rule")
         _require(callable(pred.test), f"prediction {pred.id} has no test function")
         unknown = set(pred.metrics_needed) - known
-        _require(not unknown, f"prediction {pred.id} needs metrics the trainer never logs: {sorted(unknown)}")
+        _require(not unknown, f"prediction {pred.id} needs metrics neither the trainer nor an offline probe produces: {sorted(unknown)}")
 
     for scale in scales:
         try:

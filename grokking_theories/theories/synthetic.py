@@ -72,6 +72,7 @@ def synthetic_table(configs: Sequence[RunConfig], seed: int = 0,
             if cfg.optim.fixed_norm is None else test_final + (4.4 - test_final) * (1 - fit_raw),
             "test_margin_mean": mu, "test_correct_prob": 0.02 + 0.97 * gen, "train_margin_mean": -3 + 8 * fit,
             "train_correct_prob": 0.02 + 0.97 * fit, "weight_norm": w,
+            "test_brier": 1.0 - 0.97 * gen, "train_brier": 1.0 - 0.97 * fit,
             "dist_from_init": np.abs(w - norm0) + 5 * fit,
         }
         for q in MARGIN_QUANTILES:

@@ -5,217 +5,844 @@ weight decay shrinks every weight by a factor (1 - lr * wd) per step. The
 explanation: this slow shrinkage, not the data gradient, carries the network
 to a low-norm solution that generalises. So the time from fitting to
 generalising scales like 1 / (lr * wd), fitting itself does not depend on wd,
-without decay there is no grokking within a practical budget, and the norm
-falls after t_fit at about the decay rate.
+without decay there is no grokking within a practical budget, decay toward the
+initial weights helps less than decay toward zero, and the norm falls at the
+decay rate while it lies far above AdamW's equilibrium.
 
-Runs used: a weight-decay sweep at one learning rate (including wd = 0), an
-lr x wd grid, and decay toward the initial weights as a separate arm. Every
-prediction filters what it needs, so any run set with a wd sweep works.
+Every prediction is decided once, on its primary :class:`~grokking_theories.stats.Design`:
+decay toward zero, no fixed norm and the default init (alpha = 1) unless the
+prediction is about another arm; decay toward init and fixed-norm runs are
+never pooled with decay toward zero. Every decided verdict rests on one
+p-value; "the slope is -1" claims are equivalence tests (TOST) with a stated
+margin, contradicted only when non-equivalence is shown. Thresholds come from
+:mod:`grokking_theories.levels`, and every rule text is built from the same
+constants as its code. Each prediction ships a calibration planter
+(:mod:`grokking_theories.theories.calibration`): tables planted on the
+trainer's own step schedule under a null, the paper's effect, and the opposite.
 """
 from __future__ import annotations
 
-import numpy as np
+import functools
+import math
+from dataclasses import dataclass
 
-from ..stats import (InsufficientDataError, Outcome, Prediction, bootstrap_ci, censored_loglog_slope, logrank,
-                     loglog_slope)
-from ._series import grok_times, run_series, runs
+import numpy as np
+import pandas as pd
+
+from ..levels import ALPHA, FIT_ACC, GROK_ACC, pct
+from ..stats import Calibration, Design, InsufficientDataError, Outcome, Prediction, equivalence_outcome
+from . import planted
+from ._series import run_series
 from .base import Family, register
 
-ALPHA = 0.05  # level of every test (Holm-adjusted across the report)
-EQUIV = 0.15  # W2: |slope of log t_fit on log wd| below this counts as "independent of wd"
-BEND = 0.3  # W5: a change of the log-log slope larger than this between wd ranges is a material bend
-RATE_BAND = (0.5, 2.0)  # W4: measured norm decay / (lr * wd) inside this band counts as "at the predicted rate"
+# ---------------------------------------------------------------------------- margins and design constants
+#: W1: the 1/wd exponent -1 counts as reproduced when the slope is shown inside -1 +- this margin. A third of
+#: the predicted exponent: it excludes "wd does not matter" (0) and square-root laws (-0.5), and is ~5
+#: standard errors of the slope on the quick study's 20 runs at 20 % seed noise (se ~0.075).
+SLOPE_MARGIN = 0.35
+#: W5 (bend) and W1b (lr vs wd exponent): margin on a *difference* of two exponents. Each exponent is held to
+#: SLOPE_MARGIN, so two independent ones differ by up to SLOPE_MARGIN * sqrt(2) ~ 0.5 without either leaving it.
+DIFF_MARGIN = 0.5
+#: W2: |slope of log t_fit on log wd| below this counts as "t_fit independent of wd": t_fit changes by less than
+#: 10**0.15 ~ 1.4x per decade of wd (pilots: ~75 steps at every wd; Nanda's runs 174 vs ~270 epochs at wd 0.1
+#: vs 1 would be a slope of ~0.19, just outside).
+FIT_MARGIN = 0.15
+#: W4: the measured norm fall rate counts as "the decay rate lr*wd" within a factor 2 (margin on ln r).
+RATE_MARGIN = math.log(2.0)
+#: W4: runs whose init is at least this many times the default (Omnigrok's alpha) can start far above AdamW's
+#: norm equilibrium; the window ends when the norm has fallen to NORM_FAR times its final value.
+FAR_ALPHA = 4.0
+NORM_FAR = 2.0
+#: W4: a run whose norm does not fall inside its window counts as this ratio (strongly "not at the rate").
+RATE_FLOOR = 1e-3
+#: W3: least runs per arm (wd = 0 and the base wd); below 8 a one-sided Fisher test has little power.
+W3_MIN_SEEDS = 8
+#: W3: the base wd is the wd > 0 level with the most runs; ties go to the level nearest Power et al.'s wd = 1.
+POWER_WD = 1.0
+
+#: The standard arm: decay toward zero, free norm, default init. Never pooled with decay toward init or
+#: fixed-norm runs or another init scale.
+STANDARD = "decay_target == 'zero' and fixed_norm.isna() and alpha == 1"
+HOLD = ("lr", "decayed")
+
+_W1_DESIGN = Design(runs=f"{STANDARD} and weight_decay > 0", hold=HOLD, levels={"weight_decay": 3}, min_seeds=2)
+_W5_DESIGN = Design(runs=f"{STANDARD} and weight_decay > 0", hold=HOLD, levels={"weight_decay": 4}, min_seeds=2)
+_W1B_DESIGN = Design(runs=f"{STANDARD} and weight_decay > 0", hold=("decayed",),
+                     levels={"lr": 2, "weight_decay": 2}, min_seeds=2)
+_W2_DESIGN = _W1_DESIGN
+_W3_DESIGN = Design(runs=STANDARD, hold=HOLD, levels={"weight_decay": 2}, min_seeds=W3_MIN_SEEDS)
+_W4_DESIGN = Design(runs=(f"decay_target == 'zero' and fixed_norm.isna() and decayed == 'all' and "
+                          f"alpha >= {FAR_ALPHA:g} and weight_decay > 0"),
+                    levels={"weight_decay": 1}, min_seeds=3)
+_W6_DESIGN = Design(runs="fixed_norm.isna() and alpha == 1 and weight_decay > 0", hold=HOLD,
+                    levels={"decay_target": 2}, min_seeds=2)
+#: What the figures draw: the standard arm at one lr (wd = 0 included).
+_FIGURE_DESIGN = Design(runs=STANDARD, hold=HOLD)
 
 
-def _base_lr(table):
-    """Runs at the most common learning rate: W1/W2/W5 vary wd alone (lr rescales the whole trajectory)."""
-    lr = table.groupby("run_id")["lr"].first().mode().iloc[0]
-    return table[table["lr"] == lr], float(lr)
+# ---------------------------------------------------------------------------- times per run
+def run_times(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: config columns, t_fit / t_grok (first logged step at FIT_ACC / GROK_ACC) and delay.
+
+    ``t_fit``, ``t_grok``, ``delay`` and the ``*_censored`` flags are those of
+    :func:`grokking_theories.stats.grokking_times` with FIT_ACC and GROK_ACC (a censored time is the run's
+    last finite logged step of that metric), computed with numpy so that calibration can evaluate
+    thousands of planted tables. ``t_fit_prev``, ``t_grok_prev``: the logged step before an observed
+    crossing (NaN if none), so the crossing lies in (prev, t]; the first logged step alone is late by up to
+    one grid spacing, which biases a fitted slope toward 0 where the spacing is a larger share of the
+    delay (the regressions use the interval instead).
+    """
+    if table.empty:
+        raise InsufficientDataError("no runs of the kind this prediction needs")
+    codes, ids = pd.factorize(table["run_id"], sort=True)
+    steps = table["step"].to_numpy(float)
+    values = table["value"].to_numpy(float)
+    config_cols = [c for c in table.columns if c not in ("step", "metric", "value")]
+    first_rows = np.unique(codes, return_index=True)[1]
+    out = table[config_cols].take(first_rows).reset_index(drop=True)
+    finite = np.isfinite(values)
+    for name, met, source, thr in (("t_fit", "fit", "train_acc", FIT_ACC), ("t_grok", "grok", "test_acc", GROK_ACC)):
+        rows = (table["metric"] == source).to_numpy(bool) & finite
+        first, last, prev = np.full(len(ids), np.inf), np.full(len(ids), -np.inf), np.full(len(ids), -np.inf)
+        np.maximum.at(last, codes[rows], steps[rows])
+        hit = rows & (values >= thr)
+        np.minimum.at(first, codes[hit], steps[hit])
+        before = rows & (steps < first[codes])
+        np.maximum.at(prev, codes[before], steps[before])
+        observed = np.isfinite(first)
+        out[name] = np.where(observed, first, np.where(np.isfinite(last), last, np.nan))
+        out[f"{name}_prev"] = np.where(observed & np.isfinite(prev), prev, np.nan)
+        out[f"{met}_censored"] = ~observed
+    out["delay"] = out["t_grok"] - out["t_fit"]
+    out["delay_censored"] = out["grok_censored"] | out["fit_censored"]
+    return out
 
 
-def _delays(table):
-    """Fitted runs with wd > 0 at the most common lr: delay, and whether it was observed or censored."""
-    sub, lr = _base_lr(table[table["weight_decay"] > 0])
-    times = grok_times(sub)
-    return times[~times["fit_censored"]], lr
+def _fitted(times: pd.DataFrame) -> pd.DataFrame:
+    fitted = times[~times["fit_censored"]]
+    if fitted.empty:
+        raise InsufficientDataError(f"no run reached train accuracy {pct(FIT_ACC)}")
+    return fitted
 
 
-def _censored_slope(times):
-    """Log-normal AFT slope of the delay on wd; censored delays (never reached 0.99) count as 'later than'."""
-    return censored_loglog_slope(times["weight_decay"], times["delay"].clip(lower=1), ~times["delay_censored"])
+def _levels_note(times: pd.DataFrame, col: str) -> str:
+    x = times[col].to_numpy(float)
+    seen = ~times["delay_censored"].to_numpy(bool)
+    parts = [f"{lv:g}: {int(seen[x == lv].sum())}/{int((x == lv).sum())}" for lv in np.unique(x)]
+    return f"runs reaching test accuracy {pct(GROK_ACC)} per {col}: " + ", ".join(parts)
 
 
-def _wd_ranges(levels):
-    """W5's low and high halves of the sorted wd levels; they share the middle level."""
-    half = len(levels) // 2
-    return levels[:half + 1], levels[half:]
+# ---------------------------------------------------------------------------- censored log-normal regression
+@dataclass(frozen=True)
+class CensoredFit:
+    """Log-normal AFT fit (normal regression of log10 time) with interval and right censoring.
+
+    ``cov`` is the inverse observed information scaled by d / (d - p) and ``df = d - p``, with d the runs
+    whose time was seen (within an interval of the logging grid) and p the parameters including sigma:
+    the t reference with residual df that keeps the test of a coefficient at its level with ~15 runs and
+    heavy censoring, where the plain Wald z test rejects 6-9 % at nominal 5 %
+    (``tests/test_weight_decay.py::test_small_sample_reference``).
+    """
+
+    names: tuple
+    coef: np.ndarray
+    cov: np.ndarray
+    sigma: float
+    df: int
+    n: int
+    n_events: int
+
+    def contrast(self, weights: dict) -> tuple[float, float]:
+        """Estimate and standard error of sum(w * coef) for {name: w}."""
+        w = np.array([weights.get(n, 0.0) for n in self.names], float)
+        return float(w @ self.coef), float(np.sqrt(w @ self.cov @ w))
 
 
-def _test_w1(table) -> Outcome:
-    times, lr = _delays(table)
-    if times["weight_decay"].nunique() < 3:
-        raise InsufficientDataError(f"{times['weight_decay'].nunique()} weight-decay levels > 0; W1 needs 3")
-    fit = _censored_slope(times)
-    if fit.ci_low <= -1 <= fit.ci_high and fit.ci_high < 0:
-        verdict = "supported"
-    elif not fit.ci_low <= -1 <= fit.ci_high:
-        verdict = "contradicted"
-    else:
-        verdict = "inconclusive"
-    notes = (f"lr {lr:g}; censored log-normal regression of the delay on wd over {fit.n} runs, {fit.n_censored} "
-             f"censored (test accuracy never reached 0.99); p(slope=-1) = {fit.p_value(-1.0):.3g}, "
-             f"p(slope=0) = {fit.p_value(0.0):.3g}" + ("" if fit.converged else "; the MLE did not fully converge"))
-    return Outcome(verdict, "log-log slope of t_grok - t_fit on wd", fit.slope, fit.slope, "slope (theory: -1)",
-                   fit.ci_low, fit.ci_high, 1 - fit.alpha, fit.p_value(0.0),
-                   "supported" if fit.slope < 0 else None, fit.n, notes)
+def censored_fit(X, lower, upper, names) -> CensoredFit:
+    """Maximum-likelihood fit of ``log10 T = X @ b + sigma * eps`` (eps ~ N(0, 1)) from bounds on log10 T.
+
+    A run with ``lower == upper`` contributes the density of its time, one with ``upper = inf`` (right-
+    censored: it never crossed within its budget) the probability of a later time, and one with
+    ``lower < upper`` (the crossing lies between two logged steps) the probability of that interval:
+    the logging grid's resolution enters the likelihood instead of biasing the times.
+
+    Raises
+    ------
+    InsufficientDataError
+        Fewer than p + 2 seen times, a covariate without seen times at two values, or no convergence.
+    """
+    from scipy import optimize
+    from scipy.special import log_ndtr, ndtr
+
+    X = np.asarray(X, float)
+    lo, hi = np.asarray(lower, float), np.asarray(upper, float)
+    n, k = X.shape
+    seen = np.isfinite(hi)
+    exact = seen & (hi - lo < 1e-12)
+    inter = seen & ~exact
+    right = ~seen
+    d, p = int(seen.sum()), k + 1
+    if d < p + 2:
+        raise InsufficientDataError(f"{d} run(s) with a seen time; the censored regression needs >= {p + 2}")
+    for j in range(1, k):
+        if len(np.unique(X[seen, j])) < 2:
+            raise InsufficientDataError(f"seen times at < 2 values of {names[j]}: its coefficient is not "
+                                        "identified (every other level censored)")
+    mid = np.where(seen, 0.5 * (lo + np.where(seen, hi, lo)), lo)
+    beta0 = np.linalg.lstsq(X[seen], mid[seen], rcond=None)[0]
+    theta0 = np.r_[beta0, np.log(max(float(np.std(mid[seen] - X[seen] @ beta0)), 0.01))]
+    hi_f = np.where(seen, hi, 0.0)
+    c = ~exact  # right-censored and interval rows: log(Phi(b) - Phi(a)), b = +inf when right-censored
+
+    def terms(th):
+        """Per-row log-likelihood and its first and second derivatives in mu = X @ b and s = log sigma."""
+        sig = math.exp(th[k])
+        mu = X @ th[:k]
+        a = (lo - mu) / sig
+        b = np.where(seen, (hi_f - mu) / sig, 0.0)
+        fa = np.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+        fb = np.where(inter, np.exp(-0.5 * b * b) / math.sqrt(2 * math.pi), 0.0)
+        prob = np.where(right, ndtr(-a), np.where(a > 0, ndtr(-a) - ndtr(-b), ndtr(b) - ndtr(a)))
+        prob = np.maximum(prob, 1e-300)
+        log_p = np.where(right, log_ndtr(-a), np.log(prob))
+        A = fa - fb  # sigma * dP/dmu; the derivatives are checked against finite differences in the tests
+        B = a * fa - b * fb
+        A2 = a * a * fa - b * b * fb
+        dB = -a * (1 - a * a) * fa + b * (1 - b * b) * fb
+        ll = np.where(c, log_p, -0.5 * a * a - th[k])
+        g_mu = np.where(c, A / (sig * prob), a / sig)
+        g_s = np.where(c, B / prob, a * a - 1)
+        h_mumu = np.where(c, B / (sig * sig * prob) - (A / (sig * prob)) ** 2, -1 / sig ** 2)
+        h_mus = np.where(c, -A / (sig * prob) + A2 / (sig * prob) - A * B / (sig * prob ** 2), -2 * a / sig)
+        h_ss = np.where(c, dB / prob - (B / prob) ** 2, -2 * a * a)
+        return ll, g_mu, g_s, h_mumu, h_mus, h_ss
+
+    def nll(th):
+        return -float(terms(th)[0].sum())
+
+    def grad(th):
+        _, g_mu, g_s, *_ = terms(th)
+        return -np.r_[X.T @ g_mu, g_s.sum()]
+
+    def hess(th):
+        _, _, _, h_mumu, h_mus, h_ss = terms(th)
+        H = np.empty((k + 1, k + 1))
+        H[:k, :k] = (X.T * h_mumu) @ X
+        H[:k, k] = H[k, :k] = X.T @ h_mus
+        H[k, k] = h_ss.sum()
+        return -H
+
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        try:
+            res = optimize.minimize(nll, theta0, jac=grad, hess=hess, method="trust-exact",
+                                    options={"maxiter": 200, "gtol": 1e-8})
+        except (ValueError, np.linalg.LinAlgError) as exc:  # a non-finite step: the data do not identify the fit
+            raise InsufficientDataError(f"the censored regression did not converge ({exc})") from None
+        info = hess(res.x)
+        try:
+            cov = np.linalg.inv(info)
+        except np.linalg.LinAlgError:
+            cov = np.full_like(info, np.nan)
+        ok = np.isfinite(cov).all() and np.all(np.diag(cov) > 0) and np.abs(grad(res.x)).max() < 1e-4
+    if not ok:
+        raise InsufficientDataError("the censored regression did not converge (a coefficient is not "
+                                    "identified by the seen times)")
+    return CensoredFit(tuple(names), res.x[:k], cov[:k, :k] * d / (d - p), float(math.exp(res.x[k])),
+                       d - p, n, d)
 
 
-def _test_w2(table) -> Outcome:
-    sub, lr = _base_lr(table[table["weight_decay"] > 0])
-    times = grok_times(sub)
-    times = times[~times["fit_censored"]]
-    if times["weight_decay"].nunique() < 3:
-        raise InsufficientDataError("W2 needs fitted runs at >= 3 weight-decay levels")
-    # TOST on the slope at level 0.05 <=> its 90 % CI inside (-EQUIV, EQUIV).
-    fit = loglog_slope(times["weight_decay"], times["t_fit"].clip(lower=1), alpha=2 * ALPHA, null_values=(0.0,))
-    if -EQUIV < fit.ci_low and fit.ci_high < EQUIV:
-        verdict = "supported"
-    elif fit.ci_low > EQUIV or fit.ci_high < -EQUIV:
-        verdict = "contradicted"
-    else:
-        verdict = "inconclusive"
-    notes = f"lr {lr:g}; equivalence margin +-{EQUIV} on the log-log slope (90 % CI = TOST at 5 %)"
-    return Outcome(verdict, "log-log slope of t_fit on wd", fit.slope, fit.slope, "slope (theory: 0)",
-                   fit.ci_low, fit.ci_high, 1 - 2 * ALPHA, None, None, fit.n, notes)
+def _log_bounds(lo, hi):
+    """log10 bounds from step bounds (a bound below one step is one step; hi = inf stays inf)."""
+    lo = np.log10(np.maximum(np.asarray(lo, float), 1.0))
+    hi = np.asarray(hi, float)
+    return lo, np.where(np.isfinite(hi), np.log10(np.maximum(hi, 1.0)), np.inf)
 
 
-def _test_w3(table) -> Outcome:
-    times = grok_times(table)
-    times = times[~times["fit_censored"]]
-    has_zero = (times["weight_decay"] == 0).any()
-    if not has_zero or not (times["weight_decay"] > 0).any():
-        raise InsufficientDataError("W3 needs fitted runs with wd = 0 and with wd > 0")
-    groups = (times["weight_decay"] > 0).astype(int).to_numpy()
-    t = np.maximum(times["t_grok"].to_numpy(float), 1.0)
-    events = ~times["grok_censored"].to_numpy(bool)
-    test = logrank(t, events, groups)
-    frac_zero = float(events[groups == 0].mean())
-    frac_pos = float(events[groups == 1].mean())
-    if frac_zero == 0 and frac_pos > 0.5 and test.p_value < ALPHA:
-        verdict = "supported"
-    elif frac_zero >= frac_pos or frac_zero > 0.5:
-        verdict = "contradicted"
-    else:
-        verdict = "inconclusive"
-    notes = f"grokked within budget: wd = 0 {frac_zero:.0%}, wd > 0 {frac_pos:.0%}"
-    return Outcome(verdict, "log-rank chi^2 (wd = 0 vs wd > 0)", test.statistic, frac_pos - frac_zero,
-                   "fraction grokked: wd > 0 minus wd = 0", p_value=test.p_value,
-                   p_supports="supported" if frac_pos > frac_zero else "contradicted", n_runs=len(times), notes=notes)
+def delay_bounds(times: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds on log10 (t_grok - t_fit) of fitted runs from the logging grid.
+
+    t_fit lies in (t_fit_prev, t_fit] and t_grok in (t_grok_prev, t_grok], so the delay lies in
+    (t_grok_prev - t_fit, t_grok - t_fit_prev]; a run that never reached GROK_ACC has a delay above
+    last step - t_fit.
+    """
+    f, g = times["t_fit"].to_numpy(float), times["t_grok"].to_numpy(float)
+    f_prev = times["t_fit_prev"].fillna(times["t_fit"]).to_numpy(float)
+    g_prev = times["t_grok_prev"].fillna(times["t_grok"]).to_numpy(float)
+    cens = times["grok_censored"].to_numpy(bool)
+    return _log_bounds(np.where(cens, g - f, g_prev - f), np.where(cens, np.inf, g - f_prev))
 
 
-def _decay_rates(table):
-    """Per run: measured d ln||theta|| / dt from t_fit to t_grok (or the end), over the predicted -lr * wd."""
-    times = grok_times(table)
-    out = []
-    for run_id, g in runs(table):
-        row = times[times["run_id"] == run_id].iloc[0]
-        lr, wd = float(g["lr"].iloc[0]), float(g["weight_decay"].iloc[0])
-        # the rate law is for decay toward zero; decay toward the init pulls toward theta_0 instead
-        if wd <= 0 or row["fit_censored"] or g["fixed_norm"].notna().any() or g["decay_target"].iloc[0] != "zero":
-            continue
-        steps, norm = run_series(g, "weight_norm")
-        end = row["t_grok"]
-        # from the norm's peak after fitting (it keeps rising briefly as logits grow) to generalisation
-        window = (steps >= row["t_fit"]) & (steps <= end)
-        if window.sum() < 4:
-            continue
-        s, w = steps[window], np.log(norm[window])
-        peak = int(np.argmax(w))
-        if len(s) - peak < 4:
-            continue
-        slope = np.polyfit(s[peak:], w[peak:], 1)[0]
-        out.append(float(-slope / (lr * wd)))
-    return np.array(out)
+def _delay_fit(times: pd.DataFrame, columns: tuple, knot: float | None = None) -> CensoredFit:
+    """Censored regression of log10(t_grok - t_fit) on log10 of ``columns`` (plus a hinge at ``knot``)."""
+    cols = [np.ones(len(times))] + [np.log10(times[c].to_numpy(float)) for c in columns]
+    names = ["intercept", *columns]
+    if knot is not None:  # per-range fit: slope below the knot, and its change above
+        x = cols[1] - math.log10(knot)
+        cols[1] = x
+        cols.append(np.maximum(x, 0.0))
+        names.append("bend")
+    return censored_fit(np.column_stack(cols), *delay_bounds(times), names)
 
 
-def _test_w4(table) -> Outcome:
-    ratios = _decay_rates(table)
-    if len(ratios) < 3:
-        raise InsufficientDataError(f"{len(ratios)} runs with a norm trajectory after t_fit; W4 needs 3")
-    ci = bootstrap_ci(ratios, np.median, seed=0)
-    lo, hi = RATE_BAND
-    if lo <= ci.ci_low and ci.ci_high <= hi:
-        verdict = "supported"
-    elif ci.ci_high < lo or ci.ci_low > hi:
-        verdict = "contradicted"
-    else:
-        verdict = "inconclusive"
-    return Outcome(verdict, "median measured / predicted norm decay rate", ci.estimate, ci.estimate,
-                   "(-d ln||theta||/dt) / (lr * wd)", ci.ci_low, ci.ci_high, ci.confidence, None, None,
-                   len(ratios), f"band {lo}-{hi}; per-run ratios from the norm's peak after t_fit to t_grok")
+def _knot(levels) -> float:
+    """W5's knot: the middle wd level; the low range is the levels up to it, the high range those from it."""
+    levels = sorted(levels)
+    return float(levels[len(levels) // 2])
 
 
-def _test_w5(table) -> Outcome:
-    times, lr = _delays(table)
+# ---------------------------------------------------------------------------- W1, W5, W1b: the delay laws
+def _test_w1(sub: pd.DataFrame) -> Outcome:
+    times = _fitted(run_times(sub))
+    fit = _delay_fit(times, ("weight_decay",))
+    slope, se = fit.contrast({"weight_decay": 1.0})
+    notes = (f"lr {times['lr'].iloc[0]:g}; {fit.n} fitted runs, {fit.n - fit.n_events} censored at the budget "
+             f"({_levels_note(times, 'weight_decay')}); sigma {fit.sigma:.3f} log10 units; t reference with "
+             f"{fit.df} df")
+    return equivalence_outcome(estimate=slope, se=se, df=fit.df, target=-1.0, margin=SLOPE_MARGIN,
+                               test=f"TOST on the censored log-normal AFT slope, margin {SLOPE_MARGIN:g}",
+                               statistic_name="slope of log(t_grok - t_fit) on log wd",
+                               effect_name="slope (theory: -1)", n_runs=fit.n, notes=notes)
+
+
+def _test_w5(sub: pd.DataFrame) -> Outcome:
+    times = _fitted(run_times(sub))
     levels = sorted(times["weight_decay"].unique())
     if len(levels) < 4:
-        raise InsufficientDataError(f"{len(levels)} weight-decay levels > 0; a per-range fit needs 4")
-    low, high = _wd_ranges(levels)
-    fits = [_censored_slope(times[times["weight_decay"].isin(part)]) for part in (low, high)]
-    diff = fits[1].slope - fits[0].slope
-    se = float(np.hypot(fits[0].slope_se, fits[1].slope_se))
-    from scipy.stats import norm
-    z = norm.ppf(1 - ALPHA / 2)
-    lo, hi = diff - z * se, diff + z * se
-    if -BEND < lo and hi < BEND:
-        verdict = "supported"  # one law across the range: any bend is smaller than BEND
-    elif lo > BEND or hi < -BEND:
-        verdict = "contradicted"  # the law bends materially
+        raise InsufficientDataError(f"fitted runs at {len(levels)} wd level(s); the per-range fit needs 4")
+    knot = _knot(levels)
+    observed = times.loc[~times["delay_censored"], "weight_decay"]
+    for name, part in (("low", observed[observed <= knot]), ("high", observed[observed >= knot])):
+        if part.nunique() < 2:
+            raise InsufficientDataError(f"observed delays at {part.nunique()} level(s) of the {name} wd range "
+                                        f"(knot wd {knot:g}); its slope is not identified")
+    fit = _delay_fit(times, ("weight_decay",), knot=knot)
+    low, low_se = fit.contrast({"weight_decay": 1.0})
+    high, high_se = fit.contrast({"weight_decay": 1.0, "bend": 1.0})
+    bend, se = fit.contrast({"bend": 1.0})
+    notes = (f"lr {times['lr'].iloc[0]:g}; knot wd {knot:g}; low range wd {levels[0]:g}-{knot:g}: slope "
+             f"{low:.2f} (se {low_se:.2f}); high range wd {knot:g}-{levels[-1]:g}: slope {high:.2f} (se "
+             f"{high_se:.2f}); {fit.n} runs, {fit.n - fit.n_events} censored; t reference with {fit.df} df")
+    return equivalence_outcome(estimate=bend, se=se, df=fit.df, target=0.0, margin=DIFF_MARGIN,
+                               test=f"TOST on the bend of a broken-line censored AFT fit, margin {DIFF_MARGIN:g}",
+                               statistic_name="slope(high wd) - slope(low wd)",
+                               effect_name="change of the log-log slope (theory: 0)", n_runs=fit.n, notes=notes)
+
+
+def _complete_grid(times: pd.DataFrame) -> pd.DataFrame:
+    """The runs in cells of the complete lr x wd grid (wd levels present at every lr level)."""
+    cells = times.groupby(["lr", "weight_decay"]).size()
+    lrs = sorted(times["lr"].unique())
+    common = set.intersection(*(set(cells.loc[lr].index) for lr in lrs)) if lrs else set()
+    if len(lrs) < 2 or len(common) < 2:
+        raise InsufficientDataError(f"primary design absent: no complete lr x wd grid with >= 2 levels of each "
+                                    f"(lr {[float(v) for v in lrs]}, wd levels present at every lr: "
+                                    f"{sorted(float(v) for v in common)})")
+    return times[times["weight_decay"].isin(common)]
+
+
+def _test_w1b(sub: pd.DataFrame) -> Outcome:
+    times = _complete_grid(_fitted(run_times(sub)))
+    fit = _delay_fit(times, ("lr", "weight_decay"))
+    diff, se = fit.contrast({"lr": 1.0, "weight_decay": -1.0})
+    b_lr, se_lr = fit.contrast({"lr": 1.0})
+    b_wd, se_wd = fit.contrast({"weight_decay": 1.0})
+    grid = [", ".join(f"{v:g}" for v in sorted(times[c].unique())) for c in ("lr", "weight_decay")]
+    notes = (f"grid lr {{{grid[0]}}} x wd {{{grid[1]}}}; exponent "
+             f"of lr {b_lr:.2f} (se {se_lr:.2f}), of wd {b_wd:.2f} (se {se_wd:.2f}); {fit.n} runs, "
+             f"{fit.n - fit.n_events} censored; t reference with {fit.df} df")
+    return equivalence_outcome(estimate=diff, se=se, df=fit.df, target=0.0, margin=DIFF_MARGIN,
+                               test=f"TOST on b_lr - b_wd of a censored AFT fit, margin {DIFF_MARGIN:g}",
+                               statistic_name="exponent of lr - exponent of wd",
+                               effect_name="b_lr - b_wd (theory: 0)", n_runs=fit.n, notes=notes)
+
+
+# ---------------------------------------------------------------------------- W2: t_fit against wd
+def _test_w2(sub: pd.DataFrame) -> Outcome:
+    times = _fitted(run_times(sub))
+    if times["weight_decay"].nunique() < 3:
+        raise InsufficientDataError("W2 needs fitted runs at >= 3 wd levels")
+    X = np.column_stack([np.ones(len(times)), np.log10(times["weight_decay"].to_numpy(float))])
+    lo, hi = _log_bounds(times["t_fit_prev"].fillna(times["t_fit"]), times["t_fit"])
+    fit = censored_fit(X, lo, hi, ("intercept", "weight_decay"))
+    slope, se = fit.contrast({"weight_decay": 1.0})
+    notes = (f"lr {times['lr'].iloc[0]:g}; {fit.n} fitted runs; median t_fit {times['t_fit'].median():g} steps "
+             f"(first logged step); each t_fit enters as the interval between two logged steps; t reference "
+             f"with {fit.df} df")
+    return equivalence_outcome(estimate=slope, se=se, df=fit.df, target=0.0, margin=FIT_MARGIN,
+                               test=f"TOST on the slope of log t_fit on log wd (interval-censored normal "
+                                    f"regression), margin {FIT_MARGIN:g}",
+                               statistic_name="slope of log t_fit on log wd", effect_name="slope (theory: 0)",
+                               n_runs=fit.n, notes=notes)
+
+
+# ---------------------------------------------------------------------------- W3: wd = 0 against the base wd
+def _base_wd(times: pd.DataFrame) -> float:
+    counts = times.loc[times["weight_decay"] > 0].groupby("weight_decay").size()
+    if counts.empty:
+        raise InsufficientDataError("primary design absent: no run with wd > 0")
+    top = counts[counts == counts.max()].index.to_numpy(float)
+    return float(top[np.argmin(np.abs(np.log(top / POWER_WD)))])
+
+
+def _test_w3(sub: pd.DataFrame) -> Outcome:
+    from scipy.stats import binomtest, fisher_exact
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    times = run_times(sub)
+    base = _base_wd(times)
+    times = times[times["weight_decay"].isin([0.0, base])]
+    n = {"zero": int((times["weight_decay"] == 0).sum()), "base": int((times["weight_decay"] == base).sum())}
+    if min(n.values()) < W3_MIN_SEEDS:
+        raise InsufficientDataError(f"primary design absent: {n['zero']} run(s) at wd = 0 and {n['base']} at the "
+                                    f"base wd {base:g}; W3 needs >= {W3_MIN_SEEDS} in each")
+    # one budget for both arms: the smallest budget among the compared runs (a run with a longer budget
+    # counts as grokked only if it did so within it)
+    budget = float(times["max_steps"].min()) if "max_steps" in times else float(times["t_grok"].max())
+    grokked = (~times["grok_censored"] & (times["t_grok"] <= budget)).to_numpy()
+    zero = (times["weight_decay"] == 0).to_numpy()
+    g = {"zero": int(grokked[zero].sum()), "base": int(grokked[~zero].sum())}
+    p_help = float(fisher_exact([[g["base"], n["base"] - g["base"]], [g["zero"], n["zero"] - g["zero"]]],
+                                alternative="greater")[1])
+    p_groks = float(binomtest(g["zero"], n["zero"], 0.5, alternative="greater").pvalue)
+    lo, hi = confint_proportions_2indep(g["base"], n["base"], g["zero"], n["zero"], method="newcomb",
+                                        alpha=ALPHA)
+    notes = (f"lr {times['lr'].iloc[0]:g}; budget {budget:g} steps (the smallest of the compared runs'); grokked "
+             f"(test accuracy {pct(GROK_ACC)}) within it: wd = 0 {g['zero']}/{n['zero']}, base wd {base:g} "
+             f"{g['base']}/{n['base']}; Fisher one-sided p = {p_help:.3g}; binomial p(wd = 0 groks in most "
+             f"runs) = {p_groks:.3g}")
+    if p_help < ALPHA:
+        verdict, p, supports = "supported", p_help, "supported"
+    elif p_groks < ALPHA:
+        verdict, p, supports = "contradicted", p_groks, "contradicted"
     else:
         verdict = "inconclusive"
-    notes = (f"lr {lr:g}; low range wd {low[0]:g}-{low[-1]:g}: slope {fits[0].slope:.2f} "
-             f"[{fits[0].ci_low:.2f}, {fits[0].ci_high:.2f}], {fits[0].n_censored} censored; high range wd "
-             f"{high[0]:g}-{high[-1]:g}: slope {fits[1].slope:.2f} [{fits[1].ci_low:.2f}, "
-             f"{fits[1].ci_high:.2f}], {fits[1].n_censored} censored")
-    return Outcome(verdict, "slope(high wd) - slope(low wd)", diff, diff, "change of the log-log slope",
-                   lo, hi, 1 - ALPHA, None, None, len(times), notes)
+        p, supports = (p_help, "supported") if p_help <= p_groks else (p_groks, "contradicted")
+    diff = g["base"] / n["base"] - g["zero"] / n["zero"]
+    return Outcome(verdict=verdict, test="Fisher's exact test (one-sided) / exact binomial test",
+                   statistic_name="fraction grokked: base wd minus wd = 0", statistic=diff,
+                   effect_name="fraction grokked within the budget: base wd minus wd = 0", effect_size=diff,
+                   ci_low=float(lo), ci_high=float(hi), confidence=1 - ALPHA, p_value=p, p_supports=supports,
+                   n_runs=n["zero"] + n["base"], notes=notes)
 
 
-# ---------------------------------------------------------------- report figures
+# ---------------------------------------------------------------------------- W4: norm fall rate far above equilibrium
+def _window_ratio(steps, norm, t_fit, lr, wd) -> float | None:
+    """Fall rate of the norm over lr*wd, from the norm's peak after t_fit while it is >= NORM_FAR x its final value.
+
+    The rate is the OLS slope of -(1/2) ln(||theta||^2 - ||theta_final||^2): far above the final norm it is
+    -d ln||theta||/dt, and it removes the slowing that AdamW's equilibrium adds as the norm comes down to
+    it (with Adam's unit-size updates ||theta||^2 relaxes to its equilibrium at exactly 2 lr*wd*rate; the
+    plain -d ln||theta||/dt would read a rate of 2 as ~1.75 over this window). None when the norm is never
+    that far above its final value on >= 3 logged steps after t_fit.
+    """
+    after = steps >= t_fit
+    s, w = steps[after], norm[after]
+    if len(s) < 3:
+        return None
+    final = norm[-1]
+    peak = int(np.argmax(w))
+    far = w[peak:] >= NORM_FAR * final
+    end = peak + (int(np.argmin(far)) if not far.all() else len(far))
+    if end - peak < 3:
+        return None
+    slope = np.polyfit(s[peak:end], 0.5 * np.log(w[peak:end] ** 2 - final ** 2), 1)[0]
+    return float(-slope / (lr * wd)) if slope < 0 else RATE_FLOOR
+
+
+def _rates(sub: pd.DataFrame) -> tuple[np.ndarray, int]:
+    times = run_times(sub).set_index("run_id")
+    ratios = []
+    for run_id, g in sub[sub["metric"] == "weight_norm"].groupby("run_id", sort=True):
+        row = times.loc[run_id]
+        if row["fit_censored"]:
+            continue
+        steps, norm = run_series(g, "weight_norm")
+        r = _window_ratio(steps, norm, row["t_fit"], float(row["lr"]), float(row["weight_decay"]))
+        if r is not None:
+            ratios.append(r)
+    return np.array(ratios), len(times)
+
+
+def _test_w4(sub: pd.DataFrame) -> Outcome:
+    ratios, n_all = _rates(sub)
+    if len(ratios) < 3:
+        raise InsufficientDataError(
+            f"{len(ratios)} of {n_all} run(s) have a norm >= {NORM_FAR:g}x its final value on >= 3 logged steps "
+            f"after t_fit (far above AdamW's equilibrium); W4 needs 3 (a larger init scale alpha, or a smaller "
+            f"lr*wd against t_fit, puts the norm there)")
+    lr_ = np.log(ratios)
+    mean, se = float(lr_.mean()), float(lr_.std(ddof=1) / math.sqrt(len(lr_)))
+    notes = (f"per-run ratios {np.array2string(ratios, precision=2, separator=', ')} (geometric mean "
+             f"{math.exp(mean):.2f}); {n_all - len(ratios)} run(s) without a far-from-equilibrium window")
+    return equivalence_outcome(estimate=mean, se=max(se, 1e-12), df=len(lr_) - 1, target=0.0, margin=RATE_MARGIN,
+                               test=f"TOST (t over runs) on the mean ln r, margin ln 2 = {RATE_MARGIN:.3f}",
+                               statistic_name="mean ln r, r = (-d ln||theta||/dt) / (lr*wd)",
+                               effect_name="mean ln r (theory: 0)", n_runs=len(lr_), notes=notes)
+
+
+# ---------------------------------------------------------------------------- W6: decay toward init
+#: W6: label assignments drawn when the stratified permutation distribution is too large to enumerate.
+PERMUTATIONS = 20000
+
+
+def logrank_scores(time, event) -> np.ndarray:
+    """Log-rank (Savage) score of each run within one stratum: event - Nelson-Aalen hazard up to its time.
+
+    The log-rank statistic "observed - expected events in a group" is the sum of its runs' scores.
+    """
+    time, event = np.asarray(time, float), np.asarray(event, bool)
+    hazard = np.zeros(len(time))
+    for u in np.unique(time[event]):
+        hazard[time >= u] += (event & (time == u)).sum() / (time >= u).sum()
+    return event - hazard
+
+
+@functools.lru_cache(maxsize=64)
+def _subsets(n: int, k: int) -> np.ndarray:
+    """Every k-subset of range(n), one per row."""
+    import itertools
+
+    return np.array(list(itertools.combinations(range(n), k)), dtype=np.intp).reshape(-1, k)
+
+
+def stratified_logrank(time, event, group, strata) -> tuple[float, float, float]:
+    """Stratified log-rank test of ``group`` (bool) against the rest.
+
+    Returns ``(o_minus_e, variance, p)``: the observed minus expected events of ``group`` summed over
+    strata, its hypergeometric variance (for Peto's log hazard ratio ``o_minus_e / variance``) and the
+    two-sided p-value of the exact permutation test that reassigns the group labels within each stratum
+    (enumerated when there are <= PERMUTATIONS assignments, else that many drawn with a fixed seed): twice
+    the smaller one-sided tail, so that each direction's error is <= alpha/2 even when the permutation
+    distribution is skewed (unequal arms). The permutation p holds its level with a handful of runs per arm,
+    where the chi-square reference does not.
+    """
+    time, event, group, strata = (np.asarray(a) for a in (time, event, group, strata))
+    group, event = group.astype(bool), event.astype(bool)
+    o_e = var = 0.0
+    parts = []  # per stratum: (scores, size of the group)
+    for s in np.unique(strata):
+        m = strata == s
+        t, e, g = time[m].astype(float), event[m], group[m]
+        a = logrank_scores(t, e)
+        o_e += float(a[g].sum())
+        for u in np.unique(t[e]):
+            at = t >= u
+            n, n1 = at.sum(), (at & g).sum()
+            d = (e & (t == u)).sum()
+            if n > 1:
+                var += d * (n1 / n) * (1 - n1 / n) * (n - d) / (n - 1)
+        if 0 < g.sum() < len(g):
+            parts.append((a, int(g.sum())))
+    total = math.prod(math.comb(len(a), k) for a, k in parts) if parts else 0
+    if total == 0:
+        return o_e, var, 1.0
+    if total <= PERMUTATIONS:
+        dist = np.zeros(1)
+        for a, k in parts:
+            sums = a[_subsets(len(a), k)].sum(axis=1)
+            dist = (dist[:, None] + sums[None, :]).ravel()
+    else:
+        rng = np.random.default_rng(0)
+        dist = np.zeros(PERMUTATIONS)
+        for a, k in parts:
+            idx = np.argsort(rng.random((PERMUTATIONS, len(a))), axis=1)[:, :k]
+            dist += a[idx].sum(axis=1)
+    tol = 1e-9 * max(1.0, abs(o_e))
+    p = min(1.0, 2 * min(float(np.mean(dist <= o_e + tol)), float(np.mean(dist >= o_e - tol))))
+    return o_e, var, p
+
+
+def _common_grid(times: pd.DataFrame) -> tuple[np.ndarray, float]:
+    """t_grok of every run on one grid: up to the next multiple of the coarsest linear logging interval.
+
+    Runs with different budgets log on different log-spaced grids; left as logged, one arm's crossings
+    would read earlier or later by up to a grid spacing (a planted null comparing budgets 6,000 and 8,000
+    rejected in one direction only). Censored times stay at the run's last step.
+    """
+    t = times["t_grok"].to_numpy(float)
+    every = float(times["log_every"].max()) if "log_every" in times and times["log_every"].max() > 0 else 0.0
+    if every <= 0:
+        return t, 0.0
+    return np.where(times["grok_censored"], t, np.ceil(t / every) * every), every
+
+
+def _test_w6(sub: pd.DataFrame) -> Outcome:
+    from scipy.stats import norm
+
+    times = run_times(sub)
+    both = times.groupby("weight_decay")["decay_target"].nunique()
+    strata = both[both >= 2].index
+    times = times[times["weight_decay"].isin(strata) & times["decay_target"].isin(["zero", "init"])]
+    if times.empty or times["decay_target"].nunique() < 2:
+        raise InsufficientDataError("primary design absent: no wd level with runs decaying toward zero and toward "
+                                    "init at the same lr")
+    init = (times["decay_target"] == "init").to_numpy()
+    event = ~times["grok_censored"].to_numpy(bool)
+    t_grok, grid = _common_grid(times)
+    o_e, var, p = stratified_logrank(t_grok, event, init, times["weight_decay"].to_numpy())
+    if var <= 0:
+        raise InsufficientDataError(f"no run reached test accuracy {pct(GROK_ACC)} in a stratum holding both "
+                                    "decay targets")
+    log_hr, se = o_e / var, 1 / math.sqrt(var)
+    z = norm.ppf(1 - ALPHA / 2)
+    frac = {k: f"{int(event[m].sum())}/{int(m.sum())}" for k, m in (("zero", ~init), ("init", init))}
+    budgets = sorted({float(b) for b in times["max_steps"]}) if "max_steps" in times else []
+    notes = (f"lr {times['lr'].iloc[0]:g}; strata wd {', '.join(f'{s:g}' for s in strata)}; grokked within "
+             f"the budget ({', '.join(f'{b:g}' for b in budgets)} steps; crossings read on a common {grid:g}-step "
+             f"grid): toward zero {frac['zero']}, toward init "
+             f"{frac['init']}; observed - expected grokking events of the init runs {o_e:.2f} (variance "
+             f"{var:.2f}); the interval is Wald's on Peto's estimate, descriptive: the verdict rests on the "
+             f"exact permutation p")
+    direction = "supported" if o_e < 0 else "contradicted"
+    return Outcome(verdict=direction if p < ALPHA else "inconclusive",
+                   test=(f"log-rank test stratified by wd, exact permutation p (time to test accuracy "
+                         f"{pct(GROK_ACC)}, censored at the budget)"),
+                   statistic_name="observed - expected grokking events, init runs", statistic=o_e,
+                   effect_name="Peto log hazard ratio of grokking, init vs zero (theory: < 0)", effect_size=log_hr,
+                   ci_low=log_hr - z * se, ci_high=log_hr + z * se, confidence=1 - ALPHA, p_value=p,
+                   p_supports=direction, n_runs=len(times), notes=notes)
+
+
+# ---------------------------------------------------------------------------- planted worlds (calibration)
+#: The planted "Power world" at the quick scale (the omnigrok quick MLP, a+b mod 59, lr 1e-2): t_fit ~ 75
+#: steps at every wd and t_grok ~ 2,000 at wd 1 (the study file's pilots), so t_grok - t_fit ~ 1,925; both
+#: scale like 1/lr (pilot: lr x3 at wd 1 shrank t_fit and t_grok both ~2.8x).
+REF_LR, REF_WD = 1e-2, 1.0
+T_FIT_REF, DELAY_REF = 75.0, 1925.0
+#: Planted seed noise (natural-log sd): delays 0.2 (the quick runs spread ~1,700-2,100 at wd 1, sd ~0.1; 0.2
+#: is conservative), t_fit 0.1, the W4 fall rate 0.15 between runs, logged norm 0.005 per step.
+SD_DELAY, SD_FIT, SD_RATE, SD_NORM = 0.2, 0.1, 0.15, 0.005
+#: W4 world: AdamW's norm equilibrium, ~12 w0 at lr 1e-2, wd 1 (the referee's measurement, w0 ~ 7.93),
+#: scaling like sqrt(lr/wd) (a random-walk equilibrium of Adam's unit-size updates against the decay).
+W0, NORM_EQ_REF = 7.93, 12.0
+#: W6: smallest effect of interest (Power et al. give no number): decay toward init doubles the delay.
+INIT_FACTOR = 2.0
+
+
+def _world(cfg, rng, *, wd_exp=-1.0, lr_exp=None, bend=0.0, knot=None, fit_exp=0.0, zero_wd_delay=np.inf,
+           init_factor=INIT_FACTOR, base_wd=None, base_delay=None):
+    """(t_fit, t_grok) of one planted run. wd = 0 groks after ``zero_wd_delay``; ``base_wd`` runs after
+    ``base_delay`` when given (W3's scenarios)."""
+    o = cfg.optim
+    lr, wd = o.lr, o.weight_decay
+    t_fit = T_FIT_REF * (REF_LR / lr) * (wd / REF_WD if wd > 0 else 1.0) ** fit_exp * math.exp(rng.normal(0, SD_FIT))
+    noise = math.exp(rng.normal(0, SD_DELAY))
+    if wd <= 0:
+        delay = zero_wd_delay * noise
+    elif base_wd is not None and base_delay is not None and wd == base_wd:
+        delay = base_delay * noise
+    else:
+        x = math.log10(wd / REF_WD)
+        b_lr = wd_exp if lr_exp is None else lr_exp
+        log_delay = math.log10(DELAY_REF) + wd_exp * x + b_lr * math.log10(lr / REF_LR)
+        if knot is not None:
+            log_delay += bend * max(math.log10(wd / knot), 0.0)
+        delay = 10 ** log_delay * noise
+    if o.decay_target == "init" and wd > 0:
+        delay *= init_factor
+    return t_fit, t_fit + delay
+
+
+def _tidy(runs) -> pd.DataFrame:
+    """One tidy table from [(cfg, steps, {metric: values})]: the rows :func:`planted.run_frame` builds."""
+    flats = [cfg.flat() for cfg, _, _ in runs]
+    sizes = np.array([len(steps) * len(m) for _, steps, m in runs])
+    cols = {"run_id": pd.Categorical(np.repeat([cfg.run_id for cfg, _, _ in runs], sizes)),
+            "status": np.repeat("complete", sizes.sum())}
+    for key in flats[0]:
+        cols[key] = pd.Series([f[key] for f in flats]).repeat(sizes).to_numpy()
+    cols["step"] = np.concatenate([np.tile(np.asarray(s, float), len(m)) for _, s, m in runs])
+    cols["metric"] = pd.Categorical(np.concatenate([np.repeat(list(m), len(s)) for _, s, m in runs]))
+    cols["value"] = np.concatenate([np.concatenate([np.asarray(v, float) for v in m.values()]) for _, _, m in runs])
+    return pd.DataFrame(cols)
+
+
+@functools.lru_cache(maxsize=64)
+def _steps(budget) -> np.ndarray:
+    class _C:  # logged_steps reads cfg.budget only
+        pass
+    c = _C()
+    c.budget = budget
+    return planted.logged_steps(c)
+
+
+@functools.lru_cache(maxsize=16)
+def _skeleton(configs: tuple, metrics: tuple) -> pd.DataFrame:
+    """The planted table of ``configs`` without its values (every column but ``value`` is fixed)."""
+    return _tidy([(cfg, _steps(cfg.budget), {m: np.zeros(len(_steps(cfg.budget))) for m in metrics})
+                  for cfg in configs])
+
+
+@functools.lru_cache(maxsize=64)
+def _admitted(configs: tuple, runs: str) -> tuple:
+    """Which configs a design's run filter admits (config columns only: the same in every draw)."""
+    if not runs:
+        return tuple(True for _ in configs)
+    frame = pd.DataFrame([c.flat() for c in configs])
+    return tuple(frame.index.isin(frame.query(runs, engine="python").index))
+
+
+def _table(configs, rng, norm=None, only=None, **world) -> pd.DataFrame:
+    """A planted tidy table: every config's run on the trainer's step grid, times from :func:`_world`.
+
+    ``only`` (a Design): every run is drawn, so each keeps the noise it has in the full table, but only the
+    runs the design's run filter admits are written out (the verdict is the same; the calibration of
+    thousands of draws is faster). Run ids and the metric name are categorical, for the same reason.
+    """
+    configs = tuple(configs)
+    keep = _admitted(configs, only.runs if only is not None else "")
+    metrics = ("train_acc", "test_acc") + (("weight_norm",) if norm is not None else ())
+    values = []
+    for cfg, kept in zip(configs, keep):
+        steps = _steps(cfg.budget)
+        t_fit, t_grok = _world(cfg, rng, **world)
+        curves = planted.accuracy_curves(steps, t_fit, t_grok) if kept else {}
+        if norm is not None:
+            curves["weight_norm"] = norm(cfg, steps, t_fit, rng)
+        if kept:
+            values.extend(curves[m] for m in metrics)
+    kept_configs = tuple(c for c, k in zip(configs, keep) if k)
+    if not kept_configs:
+        return _skeleton(configs[:1], metrics).iloc[:0]
+    table = _skeleton(kept_configs, metrics).copy(deep=False)
+    table["value"] = np.concatenate(values)
+    return table
+
+
+def power_world(configs, rng) -> pd.DataFrame:
+    """Every run of ``configs`` in the planted Power world (each prediction's effect, with the weight norm)."""
+    return _table(configs, rng, norm=lambda cfg, steps, t_fit, rng: norm_trajectory(cfg, steps, 1.0))
+
+
+def _standard_wd_levels(configs):
+    """wd > 0 levels of the standard arm at its most common lr (what W5's design selects)."""
+    std = [c for c in configs if c.optim.decay_target == "zero" and c.optim.fixed_norm is None
+           and c.model.alpha == 1 and c.optim.weight_decay > 0]
+    if not std:
+        return []
+    lrs = pd.Series([c.optim.lr for c in std])
+    counts = lrs.value_counts()
+    lr = counts[counts == counts.max()].index.min()
+    return sorted({c.optim.weight_decay for c in std if c.optim.lr == lr})
+
+
+def _plant_w1(configs, scenario, rng):
+    exp = {"effect": -1.0, "null": -1.0 + SLOPE_MARGIN, "opposite": -1.0 - SLOPE_MARGIN}[scenario]
+    return _table(configs, rng, wd_exp=exp, lr_exp=-1.0, only=_W1_DESIGN)
+
+
+def _plant_w5(configs, scenario, rng):
+    levels = _standard_wd_levels(configs)
+    knot = _knot(levels) if levels else REF_WD
+    bend = {"effect": 0.0, "null": DIFF_MARGIN, "opposite": -DIFF_MARGIN}[scenario]
+    return _table(configs, rng, wd_exp=-1.0, lr_exp=-1.0, bend=bend, knot=knot, only=_W5_DESIGN)
+
+
+def _plant_w1b(configs, scenario, rng):
+    lr_exp = {"effect": -1.0, "null": -1.0 + DIFF_MARGIN, "opposite": -1.0 - DIFF_MARGIN}[scenario]
+    return _table(configs, rng, wd_exp=-1.0, lr_exp=lr_exp, only=_W1B_DESIGN)
+
+
+def _plant_w2(configs, scenario, rng):
+    fit_exp = {"effect": 0.0, "null": FIT_MARGIN, "opposite": -FIT_MARGIN}[scenario]
+    return _table(configs, rng, fit_exp=fit_exp, only=_W2_DESIGN)
+
+
+def _plant_w3(configs, scenario, rng):
+    std = [c for c in configs if c.optim.decay_target == "zero" and c.optim.fixed_norm is None
+           and c.model.alpha == 1]
+    base, budget = None, max((c.budget.max_steps for c in std), default=1)
+    if std:
+        lrs = pd.Series([c.optim.lr for c in std]).value_counts()
+        lr = lrs[lrs == lrs.max()].index.min()
+        std = [c for c in std if c.optim.lr == lr]
+        counts = pd.Series([c.optim.weight_decay for c in std if c.optim.weight_decay > 0]).value_counts()
+        if not counts.empty:
+            top = counts[counts == counts.max()].index.to_numpy(float)
+            base = float(top[np.argmin(np.abs(np.log(top / POWER_WD)))])
+            budget = min(c.budget.max_steps for c in std if c.optim.weight_decay in (0.0, base))
+    if scenario == "effect":  # Power/Nanda: no grokking without decay; the base wd groks on the 1/wd law
+        return _table(configs, rng, zero_wd_delay=np.inf, only=_W3_DESIGN)
+    if scenario == "null":  # wd = 0 behaves like the base wd, both with half the runs grokking in the budget
+        half = budget - T_FIT_REF
+        return _table(configs, rng, zero_wd_delay=half, base_wd=base, base_delay=half, only=_W3_DESIGN)
+    # opposite: wd = 0 groks on the base wd's schedule, the base wd never does
+    base_delay = DELAY_REF * (base / REF_WD) ** -1 if base else DELAY_REF
+    return _table(configs, rng, zero_wd_delay=base_delay, base_wd=base, base_delay=np.inf, only=_W3_DESIGN)
+
+
+def _plant_w6(configs, scenario, rng):
+    factor = {"effect": INIT_FACTOR, "null": 1.0, "opposite": 1.0 / INIT_FACTOR}[scenario]
+    return _table(configs, rng, init_factor=factor, only=_W6_DESIGN)
+
+
+def norm_trajectory(cfg, steps, rate: float) -> np.ndarray:
+    """Noise-free AdamW norm: ||theta||^2 relaxes to its equilibrium at 2 * rate * lr * wd per step.
+
+    The equilibrium is NORM_EQ_REF * w0 at lr 1e-2, wd 1, scaling like sqrt(lr / wd); far above it
+    d ln||theta||/dt ~ -rate * lr * wd, and the fall slows as the norm approaches it.
+    """
+    o = cfg.optim
+    n0 = cfg.model.alpha * W0
+    if o.weight_decay <= 0:
+        return np.full(len(steps), n0)
+    eq = NORM_EQ_REF * W0 * math.sqrt((o.lr / REF_LR) / (o.weight_decay / REF_WD))
+    k = 2 * rate * o.lr * o.weight_decay
+    return np.sqrt(eq ** 2 + (n0 ** 2 - eq ** 2) * np.exp(-k * np.asarray(steps, float)))
+
+
+def _plant_w4(configs, scenario, rng):
+    rate = {"effect": 1.0, "null": 2.0, "opposite": 0.5}[scenario]  # Power: the weights shrink by lr*wd per step
+
+    def norm(cfg, steps, t_fit, rng):
+        n = norm_trajectory(cfg, steps, rate * math.exp(rng.normal(0, SD_RATE)))
+        return n * np.exp(rng.normal(0, SD_NORM, len(steps)))
+    return _table(configs, rng, norm=norm, only=_W4_DESIGN)
+
+
+# ---------------------------------------------------------------------------- report figures
 def figure_curves_per_wd(table):
-    """Train/test accuracy against step, one colour per weight decay."""
+    """Train/test accuracy against step, one colour per weight decay (decay toward zero, free norm, alpha 1)."""
     from ._plotting import accuracy_grid
-    sub, _ = _base_lr(table[table["fixed_norm"].isna()])
-    if sub["weight_decay"].nunique() < 2:
+    sub, problems = _FIGURE_DESIGN.select(table)
+    if problems or sub["weight_decay"].nunique() < 2:
         return None
     return accuracy_grid(sub, "weight_decay", "wd={:g}")
 
 
 def figure_times_vs_wd(table):
-    """t_grok and t_fit against wd (log-log) with the fitted slope; open triangles are censored."""
+    """Delay and t_fit against wd (log-log) on W1's design, with the W1 and W5 censored fits."""
     from ._plotting import new_figure
-    sub, lr = _base_lr(table[(table["fixed_norm"].isna()) & (table["weight_decay"] > 0)])
-    if sub.empty or sub["weight_decay"].nunique() < 2:
+    sub, problems = _W1_DESIGN.select(table)
+    if problems or sub.empty or sub["weight_decay"].nunique() < 2:
         return None
-    times = grok_times(sub)
+    times = run_times(sub)
     fig, axes = new_figure(2, 1, width=4.8)
     ax = axes[0][0]
-    ok = ~times["grok_censored"]
+    ok = ~times["delay_censored"]
     ax.scatter(times.loc[ok, "weight_decay"], times.loc[ok, "delay"].clip(lower=1), color="C0", label="delay")
     ax.scatter(times.loc[~ok, "weight_decay"], times.loc[~ok, "delay"].clip(lower=1), facecolors="none",
                edgecolors="C0", marker="^", label="censored (lower bound)")
     fitted = times[~times["fit_censored"]]
     levels = sorted(fitted["weight_decay"].unique())
-    ranges = [("all", levels)] + (list(zip(("low", "high"), _wd_ranges(levels))) if len(levels) >= 4 else [])
-    for colour, (name, lv) in zip(("C1", "C3", "C4"), ranges):
-        try:  # the censored regression of W1 (whole range) and W5 (per range)
-            fit = _censored_slope(fitted[fitted["weight_decay"].isin(lv)])
+    xs = np.geomspace(min(levels), max(levels), 50)
+    try:  # W1: one line
+        fit = _delay_fit(fitted, ("weight_decay",))
+        b0, b1 = fit.coef
+        ax.plot(xs, 10 ** (b0 + b1 * np.log10(xs)), color="C1", label=f"W1: slope {b1:.2f}")
+    except InsufficientDataError:
+        pass
+    if len(levels) >= 4:
+        try:  # W5: broken line at the middle level
+            knot = _knot(levels)
+            fit = _delay_fit(fitted, ("weight_decay",), knot=knot)
+            b0, b1, b2 = fit.coef
+            x = np.log10(xs / knot)
+            ax.plot(xs, 10 ** (b0 + b1 * x + b2 * np.maximum(x, 0)), color="C3", ls="--",
+                    label=f"W5: {b1:.2f} below / {b1 + b2:.2f} above wd {knot:g}")
         except InsufficientDataError:
-            continue
-        xs = np.geomspace(min(lv), max(lv), 50)
-        ax.plot(xs, 10 ** (fit.intercept + fit.slope * np.log10(xs)), color=colour, ls="-" if name == "all" else "--",
-                label=f"{name}: slope {fit.slope:.2f} [{fit.ci_low:.2f}, {fit.ci_high:.2f}]")
-    ax.set_title(f"t_grok - t_fit vs wd (lr {lr:g})")
+            pass
+    ax.set_title(f"t_grok - t_fit vs wd (lr {times['lr'].iloc[0]:g})")
     axes[0][1].scatter(times["weight_decay"], times["t_fit"], color="C2")
     axes[0][1].set_title("t_fit vs wd")
     for a in axes[0]:
@@ -228,10 +855,10 @@ def figure_times_vs_wd(table):
 
 
 def figure_norm_per_wd(table):
-    """Weight norm against step, one colour per weight decay."""
+    """Weight norm against step, one colour per weight decay (decay toward zero, free norm, alpha 1)."""
     from ._plotting import curves_by, new_figure
-    sub, _ = _base_lr(table[table["fixed_norm"].isna()])
-    if sub["weight_decay"].nunique() < 2:
+    sub, problems = _FIGURE_DESIGN.select(table)
+    if problems or sub["weight_decay"].nunique() < 2 or not (sub["metric"] == "weight_norm").any():
         return None
     fig, axes = new_figure(1, 1, width=6.0)
     curves_by(axes[0][0], sub, "weight_norm", "weight_decay", label_fmt="wd={:g}")
@@ -242,64 +869,162 @@ def figure_norm_per_wd(table):
     return fig
 
 
+# ---------------------------------------------------------------------------- the family
+_DELAY = (f"t_grok - t_fit (t_fit: train accuracy >= {pct(FIT_ACC)}; t_grok: test accuracy >= {pct(GROK_ACC)}; a "
+          "crossing between two logged steps enters as that interval, a run that never reaches test accuracy "
+          f"{pct(GROK_ACC)} is right-censored at its budget)")
+_AFT = ("a log-normal accelerated-failure-time (censored normal) regression of log10 delay, decided on a t reference "
+        "with d - p df and the covariance scaled by d/(d - p) (d runs with a seen delay, p parameters incl. sigma)")
+_TOST = (f"Supported if TOST at {pct(ALPHA)} shows the {{what}} inside {{target}} +- {{margin}} (both one-sided "
+         f"p < {pct(ALPHA)}); contradicted if a one-sided test at {pct(ALPHA)} shows it outside; otherwise "
+         "inconclusive.")
+
+
+def _tost(what, target, margin):
+    return _TOST.format(what=what, target=target, margin=margin)
+
+
 WEIGHT_DECAY = register(Family(
     name="weight_decay",
     title="Weight decay as a slow regulariser",
     explanation=(
         "Once the training set is fitted the loss gradient nearly vanishes and decoupled weight decay shrinks "
         "every weight by (1 - lr*wd) per step. This slow shrinkage carries the network to a low-norm solution "
-        "that generalises: the delay scales like 1/(lr*wd), fitting does not depend on wd, and without decay "
-        "there is no grokking within a practical budget."),
+        "that generalises: the delay scales like 1/(lr*wd), fitting does not depend on wd, without decay there "
+        "is no grokking within a practical budget, and decay toward the initial weights helps less."),
     references=("Power et al. 2022, arXiv 2201.02177",
-                "Liu, Michaud, Tegmark 2022 (App. C: t ~ 1/wd), arXiv 2210.01117"),
+                "Liu, Michaud, Tegmark 2022 (App. C: t ~ 1/wd), arXiv 2210.01117",
+                "Nanda et al. 2023 (App. D.1: wd sweep), arXiv 2301.05217"),
     study="weight_decay",
     predictions=(
         Prediction(
             id="W1", family="weight_decay",
-            statement="The delay t_grok - t_fit scales like 1/wd at fixed lr (log-log slope -1, not 0).",
-            metrics_needed=("train_acc", "test_acc"), config_needed=("weight_decay",), config_present=("lr",),
-            rule=("Log-normal accelerated-failure-time regression of log(t_grok - t_fit) on log wd over fitted "
-                  "runs with wd > 0 at the most common lr; a run that never reaches test accuracy 0.99 is "
-                  "right-censored at its budget. Supported if the 95 % Wald CI of the slope contains -1 and lies "
-                  "below 0; contradicted if it excludes -1; otherwise inconclusive."),
-            test=_test_w1),
+            statement="At fixed lr the delay t_grok - t_fit scales like 1/wd (log-log slope -1).",
+            design=_W1_DESIGN,
+            paper=("Omnigrok App. C: t ~ 1/wd over ~2 decades of wd (slope -1); Power et al.: decay toward zero "
+                   "is the intervention that most speeds generalisation (SCIENCE.md 1c W1)."),
+            metrics_needed=("train_acc", "test_acc"), config_present=("lr", "weight_decay"),
+            rule=(f"Decay toward zero, free norm, alpha 1, wd > 0, one lr: {_AFT} of the delay {_DELAY} on log10 "
+                  f"wd. " + _tost("slope", -1, SLOPE_MARGIN) + f" Margin {SLOPE_MARGIN:g}: a third of the "
+                  "predicted exponent; it excludes wd-independence (0) and square-root laws."),
+            test=_test_w1,
+            calibration=Calibration(plant=_plant_w1, effect=(
+                f"effect: slope -1 (Omnigrok App. C), delay {DELAY_REF:g} steps at lr 1e-2, wd 1, scaling 1/lr, "
+                f"log-normal seed noise sd {SD_DELAY:g}, censored at each run's budget; null and opposite: the "
+                f"two least favourable boundaries, slope -1 +- {SLOPE_MARGIN:g}"))),
+        Prediction(
+            id="W1b", family="weight_decay",
+            statement=("On the lr x wd grid the delay depends on lr*wd only (t ~ 1/(lr*wd)): the exponents of lr "
+                       "and of wd are equal."),
+            design=_W1B_DESIGN,
+            paper=("Power et al. (AdamW decays the weights by (1 - lr*wd) per step): t_grok - t_mem ~ 1/(lr*wd) "
+                   "(SCIENCE.md 1c W1); pilot: lr x3 at wd 1 shrank t_mem and t_grok both ~2.8x."),
+            metrics_needed=("train_acc", "test_acc"), config_present=("lr", "weight_decay"),
+            rule=(f"Decay toward zero, free norm, alpha 1, wd > 0, the cells of the complete lr x wd grid (>= 2 "
+                  f"levels of each): {_AFT} of the delay {_DELAY} on log10 lr and log10 wd together. "
+                  + _tost("difference b_lr - b_wd", 0, DIFF_MARGIN) + f" Margin {DIFF_MARGIN:g} = "
+                  f"{SLOPE_MARGIN:g} x sqrt(2), W1's margin for a difference of two exponents."),
+            test=_test_w1b,
+            calibration=Calibration(plant=_plant_w1b, effect=(
+                f"effect: delay ~ 1/(lr*wd) (b_lr = b_wd = -1), seed noise sd {SD_DELAY:g}; null and opposite: "
+                f"b_lr = -1 +- {DIFF_MARGIN:g} with b_wd = -1 (the boundaries)"))),
         Prediction(
             id="W2", family="weight_decay",
             statement="The time to fit the training set, t_fit, does not depend on wd.",
-            metrics_needed=("train_acc",), config_needed=("weight_decay",), config_present=("lr",),
-            rule=(f"Equivalence (TOST at 5 %) of the log-log slope of t_fit on wd (wd > 0, most common lr) with "
-                  f"0 within +-{EQUIV}: supported if its 90 % CI lies inside (-{EQUIV}, {EQUIV}); contradicted if "
-                  f"it lies entirely outside; otherwise inconclusive."),
-            test=_test_w2),
+            design=_W2_DESIGN,
+            paper=("Omnigrok Fig. 2c; Nanda's saved runs: train loss < 1e-2 at 174 epochs with wd 0.1 vs ~270 "
+                   "with wd 1; pilot MLP 260/280/350 steps at wd 0.3/1/3 (SCIENCE.md 1c W2)."),
+            metrics_needed=("train_acc",), config_present=("lr", "weight_decay"),
+            rule=(f"Decay toward zero, free norm, alpha 1, wd > 0, one lr: normal regression of log10 t_fit "
+                  f"(train accuracy >= {pct(FIT_ACC)}; each t_fit known to lie between two logged steps, an "
+                  f"interval-censored observation) on log10 wd over fitted runs, t reference on n - 3 df with the "
+                  f"covariance scaled by n/(n - 3). "
+                  + _tost("slope", 0, FIT_MARGIN) + f" Margin {FIT_MARGIN:g}: t_fit changes by < "
+                  f"{10 ** FIT_MARGIN:.1f}x per decade of wd."),
+            test=_test_w2,
+            calibration=Calibration(plant=_plant_w2, effect=(
+                f"effect: t_fit ~ {T_FIT_REF:g} steps at lr 1e-2 whatever wd (seed noise sd {SD_FIT:g}), on the "
+                f"trainer's log-linear step grid; null and opposite: t_fit ~ wd^(+-{FIT_MARGIN:g}) (the boundaries)"))),
         Prediction(
             id="W3", family="weight_decay",
-            statement="With wd = 0 the runs do not grok within the budget, while runs with wd > 0 do.",
-            metrics_needed=("train_acc", "test_acc"), config_needed=("weight_decay",),
-            rule=("Log-rank test of time to test accuracy 0.99 (censored at the budget), wd = 0 vs wd > 0, over "
-                  "fitted runs. Supported if no wd = 0 run groks, more than half of the wd > 0 runs do and "
-                  "p < 0.05 (Holm); contradicted if wd = 0 runs grok as often as wd > 0 runs or more than half "
-                  "of them grok; otherwise inconclusive."),
-            test=_test_w3),
+            statement="Without weight decay the runs do not grok within the budget, while runs at the base wd do.",
+            design=_W3_DESIGN,
+            paper=("Power et al. Fig. 1 (Adam, no wd) generalises only after ~1e6 steps; Nanda App. D.1: no "
+                   "grokking without wd (SCIENCE.md 1c W3)."),
+            metrics_needed=("train_acc", "test_acc"), config_present=("lr", "weight_decay"),
+            rule=(f"Decay toward zero, free norm, alpha 1, one lr: wd = 0 against the base wd (the wd > 0 level "
+                  f"with the most runs; ties: nearest wd = {POWER_WD:g}), >= {W3_MIN_SEEDS} runs per arm, "
+                  f"grokked = test accuracy >= {pct(GROK_ACC)} within the budget (stated in the notes). "
+                  f"Supported if Fisher's exact one-sided test shows the base wd groks more often (p < "
+                  f"{pct(ALPHA)}); contradicted if the exact binomial test shows P(grok | wd = 0) > 0.5 (p < "
+                  f"{pct(ALPHA)}); otherwise inconclusive. No pooled wd > 0 arm."),
+            test=_test_w3,
+            calibration=Calibration(plant=_plant_w3, effect=(
+                "effect: wd = 0 never groks within the budget (Power Fig. 1, Nanda D.1), the base wd groks on "
+                "the 1/wd law; null: wd = 0 behaves like the base wd, both with median t_grok at the budget "
+                "(half grok: the least conservative point of Fisher's test); opposite: wd = 0 groks on the base "
+                "wd's schedule and the base wd never does"))),
         Prediction(
             id="W4", family="weight_decay",
-            statement="After t_fit the weight norm falls at about the decay rate: d ln||theta||/dt ~ -lr*wd.",
-            metrics_needed=("train_acc", "test_acc", "weight_norm"),
-            config_present=("lr", "weight_decay", "fixed_norm", "decay_target"),
-            rule=(f"Per run with wd > 0 decaying toward zero: slope of ln||theta|| from its peak after t_fit to "
-                  f"t_grok, divided by "
-                  f"-lr*wd. Supported if the 95 % bootstrap CI of the median ratio lies inside {RATE_BAND}; "
-                  f"contradicted if it lies entirely outside; otherwise inconclusive."),
-            test=_test_w4),
+            statement=("While the norm lies far above AdamW's equilibrium after t_fit, it falls at the decay rate: "
+                       "d ln||theta||/dt ~ -lr*wd."),
+            design=_W4_DESIGN,
+            paper=("Power et al.'s mechanism: d log||theta||/dt ~ -lr*wd once train loss is ~0 (SCIENCE.md 1c, "
+                   "listed there as W5)."),
+            metrics_needed=("train_acc", "weight_norm"), config_present=("lr", "weight_decay", "alpha"),
+            rule=(f"Restated for AdamW: Adam's update is ~lr per coordinate whatever the gradient, so the norm "
+                  f"settles at an lr*wd-set equilibrium after ~1/(lr*wd) steps and any late step shows its "
+                  f"~zero fall rate; the decay rate can only show while the norm is far above it. Runs decaying "
+                  f"every tensor toward zero, free norm, wd > 0, init scale alpha >= {FAR_ALPHA:g}: per run, "
+                  f"r = (-d ln||theta||/dt) / (lr*wd), measured as the OLS slope of -(1/2) ln(||theta||^2 - "
+                  f"||theta_final||^2) (the fall rate, less the slowing the equilibrium adds as the norm nears "
+                  f"it) from the norm's peak after t_fit "
+                  f"(train accuracy >= {pct(FIT_ACC)}) while the norm stays >= {NORM_FAR:g}x its final value "
+                  f"(>= 3 logged steps; a norm that does not fall counts as r = {RATE_FLOOR:g}). "
+                  + _tost("mean of ln r over runs (t, n - 1 df)", 0, "ln 2") +
+                  " Fewer than 3 such runs: inconclusive (no run far above equilibrium)."),
+            test=_test_w4,
+            calibration=Calibration(plant=_plant_w4, effect=(
+                f"effect: ||theta||^2 relaxes to an equilibrium of {NORM_EQ_REF:g} w0 x sqrt((lr/1e-2)/wd) at rate "
+                f"2 lr*wd (far above it the norm falls at lr*wd), run-to-run rate sd {SD_RATE:g}, logged-norm "
+                f"noise {SD_NORM:g}; null and opposite: rates 2 and 1/2 x lr*wd (the boundaries)"))),
         Prediction(
             id="W5", family="weight_decay",
-            statement=("One power law in wd holds across the swept range (pilot runs suggest it bends at large "
-                       "wd): fitted per range, the low-wd and high-wd log-log slopes of the delay agree."),
-            metrics_needed=("train_acc", "test_acc"), config_needed=("weight_decay",), config_present=("lr",),
-            rule=(f"Split the wd levels (> 0, most common lr) into a low and a high half sharing the middle "
-                  f"level; fit each with the censored regression of W1. With the 95 % CI of slope(high) - slope(low): supported if it lies "
-                  f"inside (-{BEND}, {BEND}); contradicted if it lies entirely outside (a material bend); "
-                  f"otherwise inconclusive. The per-range slopes are in the notes."),
-            test=_test_w5),
+            statement=("One power law in wd holds across the swept range: the log-log slope of the delay is the "
+                       "same below and above the middle wd level."),
+            design=_W5_DESIGN,
+            paper=("Omnigrok App. C: one 1/wd law over ~2 decades; against it, Nanda App. D.1 (delay rising "
+                   "with wd: 3k, 5-10k, 20k epochs at 0.3, 1, 3) and our pilot's bend above wd ~ 1 "
+                   "(SCIENCE.md 14.1)."),
+            metrics_needed=("train_acc", "test_acc"), config_present=("lr", "weight_decay"),
+            rule=(f"Decay toward zero, free norm, alpha 1, wd > 0, one lr, >= 4 wd levels: {_AFT} of the delay "
+                  f"{_DELAY} on a broken line in log10 wd with its knot at the middle level (the low range is "
+                  f"the levels up to it, the high range those from it; one joint fit, so the shared level's "
+                  f"runs enter the covariance once); the bend is slope(high) - slope(low). "
+                  + _tost("bend", 0, DIFF_MARGIN) + " The per-range slopes are in the notes."),
+            test=_test_w5,
+            calibration=Calibration(plant=_plant_w5, effect=(
+                f"effect: one 1/wd law (bend 0), seed noise sd {SD_DELAY:g}, censored at the budget; null and "
+                f"opposite: a bend of +-{DIFF_MARGIN:g} at the middle level (the boundaries)"))),
+        Prediction(
+            id="W6", family="weight_decay",
+            statement="Decay toward the initial weights delays grokking compared with decay toward zero.",
+            design=_W6_DESIGN,
+            paper=("Power et al. (A.1.2, Fig. 2): decay toward init works, but less well than decay toward 0 "
+                   "(no effect size given; SCIENCE.md 1c W3)."),
+            metrics_needed=("test_acc",), config_present=("decay_target", "weight_decay", "lr"),
+            rule=(f"Free norm, alpha 1, wd > 0, one lr, the wd levels run with both decay targets: log-rank test "
+                  f"of the time to test accuracy >= {pct(GROK_ACC)} (right-censored at the budget), init against "
+                  f"zero, stratified by wd, with the exact permutation p (labels reassigned within each wd "
+                  f"stratum; the chi-square reference is unreliable with a handful of runs per arm); effect = "
+                  f"Peto's log hazard ratio of grokking (< 0: init groks later). Supported if init groks later "
+                  f"with two-sided p < {pct(ALPHA)}; contradicted if it groks earlier with p < {pct(ALPHA)}; "
+                  f"otherwise inconclusive."),
+            test=_test_w6,
+            calibration=Calibration(plant=_plant_w6, effect=(
+                f"effect: decay toward init multiplies the delay by {INIT_FACTOR:g} (smallest effect of interest; "
+                f"Power gives no number), seed noise sd {SD_DELAY:g}, censored at the budget; null: x1; "
+                f"opposite: x{1 / INIT_FACTOR:g}"))),
     ),
     figures=(figure_curves_per_wd, figure_times_vs_wd, figure_norm_per_wd),
 ))

@@ -6,6 +6,11 @@ bias-corrected Adam step); with K = 1 it matches ``torch.optim.AdamW`` with a
 can pull toward zero (AdamW) or toward the initial weights (Power et al.'s
 "decay toward init" ablation). Members outside ``active`` are left exactly
 as they are (frozen after divergence or after their stop rule fired).
+
+All parameters live in one (K, P) buffer (:class:`~.flat.FlatParams`), so a
+step is a fixed handful of element-wise operations on that buffer, with
+preallocated temporaries: no per-parameter loop, no per-step allocation of
+parameter-sized tensors.
 """
 from __future__ import annotations
 
@@ -13,32 +18,41 @@ from typing import Optional, Sequence
 
 import torch
 
+from .flat import FlatParams
+
 
 def _per_member(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(values, dtype=like.dtype, device=like.device)
 
 
 class EnsembleAdamW:
-    def __init__(self, params: dict[str, torch.Tensor], *, lr: Sequence[float], weight_decay: Sequence[float],
+    def __init__(self, params: FlatParams, *, lr: Sequence[float], weight_decay: Sequence[float],
                  betas=(0.9, 0.98), eps: float = 1e-8, warmup_steps: int = 0,
                  decayed: Optional[Sequence[str]] = None, decay_target: str = "zero",
                  init: Optional[dict[str, torch.Tensor]] = None):
         self.params = params
-        any_t = next(iter(params.values()))
-        self.lr = _per_member(lr, any_t)
-        self.wd = _per_member(weight_decay, any_t)
+        flat = self.flat = params.data
+        self.lr = _per_member(lr, flat)
+        self.wd = _per_member(weight_decay, flat)
         self.beta1, self.beta2 = betas
         self.eps = eps
         self.warmup_steps = warmup_steps
-        self.decayed = set(params if decayed is None else decayed)
+        self.decayed = set(params.shapes if decayed is None else decayed)
+        unknown = self.decayed - set(params.shapes)
+        if unknown:
+            raise ValueError(f"decayed names {sorted(unknown)} are not parameters")
+        # None: every column decays; else a (P,) 0/1 mask of the decayed columns
+        self.decay_mask = None if self.decayed == set(params.shapes) else params.column_mask(self.decayed)
         if decay_target not in ("zero", "init"):
             from ..errors import ConfigError
             raise ConfigError(f"decay_target must be 'zero' or 'init', got {decay_target!r}")
         if decay_target == "init" and init is None:
             raise ValueError("decay_target='init' needs the initial parameters")
-        self.anchor = init if decay_target == "init" else None
-        self.m = {n: torch.zeros_like(t) for n, t in params.items()}
-        self.v = {n: torch.zeros_like(t) for n, t in params.items()}
+        self.anchor = params.flatten(init) if decay_target == "init" else None
+        self.m = torch.zeros_like(flat)
+        self.v = torch.zeros_like(flat)
+        self._denom = torch.empty_like(flat)
+        self._update = torch.empty_like(flat)
         self.t = 0
 
     def lr_now(self) -> torch.Tensor:
@@ -48,29 +62,28 @@ class EnsembleAdamW:
         return self.lr
 
     @torch.no_grad()
-    def step(self, grads: dict[str, torch.Tensor], active: Optional[torch.Tensor] = None) -> None:
+    def step(self, grad: torch.Tensor, active: Optional[torch.Tensor] = None) -> None:
+        """One update from the (K, P) gradient ``grad``; members where ``active`` is False keep their state."""
         lr = self.lr_now()
         self.t += 1
         bc1 = 1 - self.beta1 ** self.t
         bc2_sqrt = (1 - self.beta2 ** self.t) ** 0.5
-        for name, p in self.params.items():
-            g = grads[name]
-            view = (-1,) + (1,) * (p.dim() - 1)
-            lr_k = lr.view(view)
-            if active is not None:
-                old = (p.clone(), self.m[name].clone(), self.v[name].clone())
-            if name in self.decayed:
-                decay = (lr * self.wd).view(view)
-                if self.anchor is None:
-                    p.mul_(1 - decay)
-                else:
-                    p.sub_(decay * (p - self.anchor[name]))
-            m, v = self.m[name], self.v[name]
-            m.lerp_(g, 1 - self.beta1)
-            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-            p.addcdiv_(m * (lr_k / bc1), denom, value=-1.0)
-            if active is not None:
-                mask = active.view(view)
-                for cur, prev in zip((p, m, v), old):
-                    cur.copy_(torch.where(mask, cur, prev))
+        p, m, v = self.flat, self.m, self.v
+        frozen = None
+        if active is not None:
+            frozen = torch.nonzero(~active).flatten()
+            old = [t.index_select(0, frozen) for t in (p, m, v)]
+        decay = (lr * self.wd)[:, None]
+        if self.decay_mask is not None:
+            decay = decay * self.decay_mask
+        if self.anchor is None:
+            p.mul_(1 - decay)
+        else:
+            p.sub_(decay * (p - self.anchor))
+        m.lerp_(grad, 1 - self.beta1)
+        v.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        denom = torch.sqrt(v, out=self._denom).div_(bc2_sqrt).add_(self.eps)
+        p.addcdiv_(torch.mul(m, (lr / bc1)[:, None], out=self._update), denom, value=-1.0)
+        if frozen is not None:
+            for cur, prev in zip((p, m, v), old):
+                cur.index_copy_(0, frozen, prev)

@@ -5,6 +5,14 @@ status, summary); only the driver writes to the run store. A member's result
 does not depend on which ensemble it trained in: it has its own init
 generator, its own mini-batch generator, its own learning rate and decay, and
 frozen members (diverged, or stopped after grokking) are left untouched.
+
+The step has two paths. Models that provide ``loss_and_grad`` (the embedding
+MLP) compute the loss and its gradient by hand, without autograd; every other
+model, and every run with ``optim.loss_dtype = "float32"`` (whose point is
+float32's softmax collapse, which the hand-written gradient would not
+reproduce), takes the autograd path. ``EnsembleTrainer.fast_path`` says
+which one a trainer uses; both give the same gradients to float32 precision
+(``tests/test_training.py``).
 """
 from __future__ import annotations
 
@@ -17,14 +25,15 @@ import torch
 
 from ..config import RunConfig
 from ..errors import ConfigError
+from ..levels import FIT_ACC, GROK_ACC
 from ..models import build_model
 from ..probes import cross_entropy, evaluate
 from ..tasks import make_task
 from .adamw import EnsembleAdamW
+from .flat import FlatParams
 from .schedule import checkpoint_steps, metric_steps, thin_checkpoints
 
-FIT_THRESHOLD = 0.99  # t_fit / t_grok: first logged step with accuracy >= 0.99 (Power et al.)
-LOSS_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}  # config.LOSS_DTYPES -> torch
 
 
 @dataclass
@@ -41,28 +50,10 @@ class RunResult:
 
 
 def validate_run(cfg: RunConfig) -> None:
-    """Reject bad optimiser and budget values before any training (tasks and models check their own)."""
-    o, b = cfg.optim, cfg.budget
-    checks = [
-        (o.lr > 0, f"optim.lr must be > 0, got {o.lr!r}"),
-        (o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay!r}"),
-        (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, f"optim betas must lie in [0, 1), got ({o.beta1}, {o.beta2})"),
-        (o.eps > 0, f"optim.eps must be > 0, got {o.eps!r}"),
-        (o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {o.warmup_steps!r}"),
-        (o.decay_target in ("zero", "init"), f"optim.decay_target must be 'zero' or 'init', got {o.decay_target!r}"),
-        (o.decayed in ("all", "matrices"), f"optim.decayed must be 'all' or 'matrices', got {o.decayed!r}"),
-        (o.batch_size >= 0, f"optim.batch_size must be >= 0 (0 = full batch), got {o.batch_size!r}"),
-        (o.fixed_norm is None or o.fixed_norm > 0, f"optim.fixed_norm must be > 0 or absent, got {o.fixed_norm!r}"),
-        (o.loss_dtype in LOSS_DTYPES, f"optim.loss_dtype must be one of {sorted(LOSS_DTYPES)}, got {o.loss_dtype!r}"),
-        (b.max_steps >= 1, f"budget.max_steps must be >= 1, got {b.max_steps!r}"),
-        (b.stop_after_grok is None or b.stop_after_grok >= 0,
-         f"budget.stop_after_grok must be >= 0 or absent, got {b.stop_after_grok!r}"),
-        (b.log_points >= 0 and b.log_every >= 0 and b.checkpoints >= 0,
-         "budget.log_points, log_every and checkpoints must be >= 0"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    """Reject bad values before any training: the config layer's checks (:func:`grokking_theories.config.validate`)."""
+    from ..config import validate
+
+    validate(cfg)
 
 
 class _Batches:
@@ -92,10 +83,14 @@ class EnsembleTrainer:
     """The state of K same-shape runs training as one batched model, and one optimiser step.
 
     All configs must share :meth:`RunConfig.shape_key`; seed, alpha, lr,
-    weight decay and fixed norm may differ per member.
+    weight decay and fixed norm may differ per member. ``params`` are named
+    views of one (K, P) buffer, ``flat.data``. ``fast`` chooses the step's
+    path: None (default) takes the hand-written gradient where the model and
+    loss dtype allow it (:attr:`fast_path`), False forces autograd, True
+    raises where the fast path is not available.
     """
 
-    def __init__(self, configs: Sequence[RunConfig], device: str = "cpu"):
+    def __init__(self, configs: Sequence[RunConfig], device: str = "cpu", fast: Optional[bool] = None):
         configs = list(configs)
         key = configs[0].shape_key()
         for cfg in configs:
@@ -116,54 +111,78 @@ class EnsembleTrainer:
         self.w0 = _total_norm(self.init) / alphas
         self.fixed = torch.tensor([c.optim.fixed_norm is not None for c in configs], device=dev)
         self.target_norm = self.w0 * torch.tensor([c.optim.fixed_norm or 1.0 for c in configs], device=dev)
-        self.params = params
+        self.flat = FlatParams(params)
+        self.params = params = self.flat.views
         self.active = torch.ones(K, dtype=torch.bool, device=dev)
         self.project()  # fixed-norm members start on their constraint sphere, as every later step ends there
-        for t in params.values():
-            t.requires_grad_(True)
         o = first.optim
         self.decayed = self.model.decayed_names(o.decayed)
-        self.opt = EnsembleAdamW(params, lr=[c.optim.lr for c in configs],
+        self.opt = EnsembleAdamW(self.flat, lr=[c.optim.lr for c in configs],
                                  weight_decay=[c.optim.weight_decay for c in configs],
                                  betas=(o.beta1, o.beta2), eps=o.eps, warmup_steps=o.warmup_steps,
                                  decayed=self.decayed, decay_target=o.decay_target, init=self.init)
-        self.loss_dtype = LOSS_DTYPES[o.loss_dtype]
+        self.loss_dtype = TORCH_DTYPES[o.loss_dtype]
         n_train = self.task.train_x.shape[0]
         self.batches = _Batches(n_train, o.batch_size, seeds, dev) if 0 < o.batch_size < n_train else None
+        available, why = self.fast_path_available()
+        if fast and not available:
+            raise ValueError(f"no fast path: {why}")
+        self.fast_path = available if fast is None else bool(fast)
+        self.grad = torch.zeros_like(self.flat.data)  # (K, P) gradient, written in place by the fast path
+        self._grad_views = self.flat.unflatten(self.grad)
+        self._work: dict = {}
+
+    def fast_path_available(self) -> tuple[bool, str]:
+        """Whether the hand-written loss gradient applies, and if not, why."""
+        if not hasattr(self.model, "loss_and_grad"):
+            return False, f"{type(self.model).__name__} has no hand-written gradient (autograd is used)"
+        if self.loss_dtype != torch.float64:
+            return False, "loss_dtype float32 keeps autograd's float32 softmax (and its collapse)"
+        return True, ""
 
     @torch.no_grad()
     def project(self) -> None:
         """Fixed-norm mode: rescale each constrained, live member to its target total norm."""
         if not bool(self.fixed.any()):
             return
-        scale = self.target_norm / _total_norm(self.params)
+        scale = self.target_norm / self.flat.data.pow(2).sum(1).sqrt()
         scale = torch.where(self.fixed & self.active, scale, torch.ones_like(scale))
-        for t in self.params.values():
-            t.mul_(scale.view((-1,) + (1,) * (t.dim() - 1)))
+        self.flat.data.mul_(scale[:, None])
 
     def evaluate(self) -> dict[str, torch.Tensor]:
         return evaluate(self.model, self.params, self.task, self.init)
 
     def step(self) -> torch.Tensor:
         """One optimiser step of every live member; returns the per-member training loss (K,)."""
-        task, params = self.task, self.params
+        task = self.task
         if self.batches is None:
-            logits, labels = self.model.forward(params, task.train_x), task.train_y
+            x, y = task.train_x, task.train_y
         else:
             idx = self.batches.next()
-            logits, labels = self.model.forward(params, task.train_x[idx]), task.train_y[idx]
-        losses = cross_entropy(logits, labels, self.loss_dtype)
-        names = list(params)
-        # Each member's loss depends on its own parameters only, so the gradient of the
-        # masked sum is every live member's own gradient; dead members get zeros.
-        total = torch.where(self.active, losses, torch.zeros_like(losses)).sum()
-        grads = dict(zip(names, torch.autograd.grad(total, [params[n] for n in names])))
+            x, y = task.train_x[idx], task.train_y[idx]
+        if self.fast_path:
+            # Members' losses are independent, so every member gets its own gradient; those of
+            # frozen members are computed too but never applied (the optimiser leaves them as they are).
+            losses = self.model.loss_and_grad(self.params, x, y, self._grad_views, self._work)
+            grad = self.grad
+        else:
+            losses, grad = self._autograd_loss_and_grad(x, y)
         finite = torch.isfinite(losses)
         # A member whose loss is not finite keeps its last finite parameters (the caller freezes it).
         update = self.active & finite
-        self.opt.step(grads, None if bool(update.all()) else update)
+        self.opt.step(grad, None if bool(update.all()) else update)
         self.project()
         return losses.detach()
+
+    def _autograd_loss_and_grad(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss (K,) and its (K, P) gradient by autograd, through ``model.forward``."""
+        leaf = self.flat.data.detach().requires_grad_(True)
+        losses = cross_entropy(self.model.forward(self.flat.unflatten(leaf), x), y, self.loss_dtype)
+        # Each member's loss depends on its own parameters only, so the gradient of the
+        # masked sum is every live member's own gradient; dead members get zeros.
+        total = torch.where(self.active, losses, torch.zeros_like(losses)).sum()
+        (grad,) = torch.autograd.grad(total, [leaf])
+        return losses.detach(), grad
 
 
 def train_ensemble(configs: Sequence[RunConfig], device: str = "cpu",
@@ -210,9 +229,9 @@ def train_ensemble(configs: Sequence[RunConfig], device: str = "cpu",
                 if not all(math.isfinite(v) for v in member.values()):
                     freeze(k, step, diverged=True)
                     continue
-                if t_fit[k] is None and member["train_acc"] >= FIT_THRESHOLD:
+                if t_fit[k] is None and member["train_acc"] >= FIT_ACC:
                     t_fit[k] = step
-                if t_grok[k] is None and member["test_acc"] >= FIT_THRESHOLD:
+                if t_grok[k] is None and member["test_acc"] >= GROK_ACC:
                     t_grok[k] = step
                     if budget.stop_after_grok is not None:
                         stop_at[k] = min(stop_at[k], step + budget.stop_after_grok)

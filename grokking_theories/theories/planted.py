@@ -1,0 +1,65 @@
+"""Planted tidy tables for calibration: runs whose grokking times and curves we choose.
+
+Each family's calibration planters (``Calibration.plant``) build their tables
+from these pieces, so a planted run looks like a trained one to every rule:
+the same tidy columns, the config columns of a real :class:`RunConfig`, and
+metrics logged on the trainer's own step schedule (so t_fit and t_grok are
+resolved exactly as coarsely as in a real run).
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ..levels import FIT_ACC, GROK_ACC
+
+
+def logged_steps(cfg) -> np.ndarray:
+    """The steps a real run of ``cfg`` logs metrics at (log-spaced plus linear, to its budget)."""
+    from ..training.schedule import metric_steps
+
+    return np.asarray(metric_steps(cfg.budget), dtype=float)
+
+
+def logistic_logtime(steps, t_mid: float, width: float) -> np.ndarray:
+    """0 -> 1 logistic in log10(step) centred on ``t_mid``; ``width`` is its 10-90 % width in decades."""
+    lt = np.log10(np.maximum(np.asarray(steps, float), 1.0))
+    return 1.0 / (1.0 + np.exp(-(lt - np.log10(max(t_mid, 1.0))) * 2 * np.log(9.0) / width))
+
+
+def accuracy_curves(steps, t_fit: float, t_grok: float, *, width: float = 0.05) -> dict[str, np.ndarray]:
+    """Train accuracy crossing FIT_ACC at ``t_fit`` and test accuracy crossing GROK_ACC at ``t_grok``.
+
+    ``t_grok = inf`` (or beyond the last step) plants a run that never generalises within its budget:
+    its test accuracy stays near chance, so every rule sees it as right-censored.
+    """
+    steps = np.asarray(steps, float)
+    train = np.where(steps >= t_fit, 1.0, 0.5 * logistic_logtime(steps, t_fit, 0.3))
+    if np.isfinite(t_grok):
+        # shift the logistic so that it passes GROK_ACC exactly at t_grok
+        shift = width / (2 * np.log(9.0)) * np.log(GROK_ACC / (1 - GROK_ACC))
+        test = logistic_logtime(steps, 10 ** (np.log10(max(t_grok, 1.0)) - shift), width)
+        test = np.where(steps >= t_grok, np.maximum(test, GROK_ACC), np.minimum(test, GROK_ACC - 1e-3))
+    else:
+        test = np.full_like(steps, 0.02)
+    train = np.where(steps >= t_fit, np.maximum(train, FIT_ACC), np.minimum(train, FIT_ACC - 1e-3))
+    return {"train_acc": train, "test_acc": test}
+
+
+def run_frame(cfg, steps, metrics: Mapping[str, np.ndarray], status: str = "complete"):
+    """One run's tidy rows: run_id, status, every config column, step, metric, value."""
+    import pandas as pd
+
+    flat = cfg.flat()
+    steps = np.asarray(steps, float)
+    return pd.concat([pd.DataFrame({"run_id": cfg.run_id, "status": status, **flat, "step": steps,
+                                    "metric": name, "value": np.asarray(values, float)})
+                      for name, values in metrics.items()], ignore_index=True)
+
+
+def concat(frames):
+    """Frames of several runs as one tidy table."""
+    import pandas as pd
+
+    return pd.concat(list(frames), ignore_index=True)
