@@ -81,3 +81,26 @@ def test_evaluate_families_covers_every_run_set_and_adjusts():
     assert verdicts[0].verdict == "supported"
     assert verdicts[3].verdict == "inconclusive" and "the rule needs 4" in verdicts[3].notes  # 3 runs
     assert verdicts[1].verdict == "inconclusive" and "missing metric" in verdicts[1].notes  # no flip rows
+
+
+def test_a_family_is_decided_in_its_own_study_and_is_cross_study_elsewhere():
+    from grokking_theories.theories.base import CROSS_STUDY, headline_families
+    from grokking_theories.theories.sharpness import plant_s1
+
+    gold, sharp = get_family("goldilocks"), get_family("sharpness")
+    assert headline_families([gold, sharp], "omnigrok") == [gold]
+    assert headline_families([gold, sharp], "sharpness") == [sharp]
+    assert headline_families([gold, sharp], "my_edited_copy") == [gold, sharp]  # a user's study decides all
+
+    configs = load_study("sharpness").configs
+    table = plant_s1(configs, "effect", np.random.default_rng(1))
+    ids = [c.run_id for c in configs]
+    verdicts = evaluate_families(table, [gold, sharp], {"seeds": ids}, study="omnigrok")
+    headline = [v for v in verdicts if v.role == "headline"]
+    assert {v.prediction_id for v in headline} == {p.id for p in gold.predictions}
+    cross = [v for v in verdicts if v.run_set == CROSS_STUDY]
+    assert {v.prediction_id for v in cross} == {p.id for p in sharp.predictions}
+    assert all(v.role == "secondary" for v in cross)
+    # the cross-study S1 is decided on the same rows as the headline S1 would be, but never enters its family
+    s1_cross = next(v for v in cross if v.prediction_id == "S1")
+    assert s1_cross.verdict == "supported" and s1_cross.p_adjusted is not None

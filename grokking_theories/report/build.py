@@ -190,7 +190,7 @@ def collect_report_data(study, store, *, families=None, provenance_overrides=Non
     run_sets = {arm.name: [c.run_id for c in arm.configs] for arm in study.arms}
     if len(study.arms) > 1:
         run_sets[_all_label(run_sets)] = study_ids
-    verdicts = evaluate_families(table, families, run_sets)
+    verdicts = evaluate_families(table, families, run_sets, study=study.name)
 
     runs_df = store.runs_table()
     runs_df = runs_df[runs_df["run_id"].isin(set(study_ids))]
@@ -619,7 +619,7 @@ def _format_cell(column: str, value) -> str:
 def _verdict_cell(v) -> dict[str, Any]:
     if v is None:
         return {"verdict": "inconclusive", "effect": "–", "ci": "", "p": "–", "p_holm": "–", "n": "0",
-                "title": "not evaluated", "details": [("notes", "not evaluated")]}
+                "notes": "", "title": "not evaluated", "details": [("notes", "not evaluated")]}
     conf = f"{100 * v.confidence:.0f}%"
     ci = ""
     if _plain(v.ci_low) is not None or _plain(v.ci_high) is not None:
@@ -664,6 +664,7 @@ def _view(data: ReportData) -> dict[str, Any]:
     import base64
 
     from ..stats import VERDICTS
+    from ..theories.base import CROSS_STUDY
 
     finished = set(data.finished)
     secondary = data.secondary
@@ -671,10 +672,16 @@ def _view(data: ReportData) -> dict[str, Any]:
                  "counts": {k: sum(1 for v in secondary if v.run_set == label and v.verdict == k)
                             for k in VERDICTS}}
                 for label, ids in data.run_sets.items()]
-    headline = []
-    for family in data.families:
-        for pred in family.predictions:
-            headline.append(_headline_row(pred, family, data.headline_verdict(pred.id)))
+    # a family decided in another study (Family.study) has no headline here: its cells are cross-study, secondary
+    headline = [_headline_row(pred, family, data.headline_verdict(pred.id))
+                for family in data.families for pred in family.predictions
+                if data.headline_verdict(pred.id) is not None]
+    labels = list(data.run_sets)
+    if any(v.run_set == CROSS_STUDY for v in secondary):
+        labels.append(CROSS_STUDY)
+        run_sets.append({"label": CROSS_STUDY, "n": len(finished), "n_finished": len(finished),
+                         "counts": {k: sum(1 for v in secondary if v.run_set == CROSS_STUDY and v.verdict == k)
+                                    for k in VERDICTS}})
     headline_counts = {k: sum(1 for v in data.headline if v.verdict == k) for k in VERDICTS}
     holm = {"headline": sum(1 for v in data.headline if _plain(v.p_value) is not None),
             "secondary": sum(1 for v in secondary if _plain(v.p_value) is not None)}
@@ -686,7 +693,7 @@ def _view(data: ReportData) -> dict[str, Any]:
     for family in data.families:
         for pred in family.predictions:
             rows.append({"id": pred.id, "family": family.name, "statement": pred.statement, "rule": pred.rule,
-                         "cells": [_verdict_cell(data.verdict(pred.id, label)) for label in data.run_sets]})
+                         "cells": [_verdict_cell(data.verdict(pred.id, label)) for label in labels]})
     families = [{"name": f.name, "title": f.title, "explanation": f.explanation,
                  "references": list(f.references),
                  "predictions": [{"id": p.id, "statement": p.statement} for p in f.predictions]}

@@ -82,14 +82,31 @@ def all_families() -> list[Family]:
 
 #: Label of the run set a headline verdict is decided on: the prediction's primary design within the study.
 PRIMARY = "primary design"
+#: Label of a cross-study cell: a prediction evaluated on all runs of a study that is not its family's own.
+CROSS_STUDY = "all runs (cross-study)"
+
+
+def headline_families(families: Sequence[Family], study: str | None) -> list[Family]:
+    """The families whose predictions a report on ``study`` decides (its headline).
+
+    A family's predictions are decided in the study that declares its runs (``Family.study``); in any other
+    shipped study that evaluates it (the goldilocks rules on the weight-decay ablation, say) they are a
+    secondary, cross-study view. A study that is no family's own (a user's edited copy, ``study=None``)
+    decides all of its families.
+    """
+    own = [f for f in families if study is not None and f.study == study]
+    return own or list(families)
 
 
 def evaluate_families(table, families: Sequence[Family], run_sets: Mapping[str, Sequence[str]],
-                      alpha: float = ALPHA) -> list:
+                      alpha: float = ALPHA, *, study: str | None = None) -> list:
     """Headline and secondary verdicts of every prediction of ``families``.
 
-    Headline: each prediction once, on the rows of its primary design among
-    *all* of ``table``'s runs; these verdicts form the one Holm family.
+    Headline: each prediction of :func:`headline_families` once, on the rows
+    of its primary design among *all* of ``table``'s runs; these verdicts
+    form the one Holm family. The other families' predictions are evaluated
+    the same way on all runs, labelled ``"all runs (cross-study)"``, as
+    secondary cells.
     Secondary: each prediction on each run set of ``run_sets`` (label -> run
     ids; the design's filter still applies, so no arm is pooled with one it
     must not be), Holm-adjusted as a separate family. A secondary cell is a
@@ -101,8 +118,10 @@ def evaluate_families(table, families: Sequence[Family], run_sets: Mapping[str, 
     """
     from ..stats import adjust_verdicts
 
-    headline = [evaluate_quietly(p, table, PRIMARY, role="headline") for f in families for p in f.predictions]
-    secondary = []
+    decided = headline_families(families, study)
+    headline = [evaluate_quietly(p, table, PRIMARY, role="headline") for f in decided for p in f.predictions]
+    secondary = [evaluate_quietly(p, table, CROSS_STUDY, role="secondary")
+                 for f in families if f not in decided for p in f.predictions]
     for label, ids in run_sets.items():
         subset = table[table["run_id"].isin(set(ids))]
         secondary.extend(evaluate_quietly(p, subset, label, role="secondary")
