@@ -84,16 +84,17 @@ def test_calibration_at_the_shipped_seeds(pid, draws, power):
 
 
 def test_w4_calibration_on_a_design_far_above_equilibrium():
-    # The shipped large-init arm (alpha 64, wd 1) starts ~5x above AdamW's equilibrium norm, but in the planted
-    # AdamW world the norm has fallen to ~2x by t_fit: a window exists in a third of the draws (power ~0.37).
-    # alpha 128 keeps the norm far above equilibrium past t_fit.
-    big = [dataclasses.replace(c, model=dataclasses.replace(c.model, alpha=128.0)) for c in QUICK if c.model.alpha > 1]
-    configs = [c for c in QUICK if c.model.alpha == 1] + big
-    r = calibrate(PRED["W4"], configs, draws=60, seed=2026, scale="quick")
+    # The shipped large-init arm (alpha 128, wd 1) keeps the norm far above AdamW's equilibrium past t_fit in the
+    # planted AdamW world; at alpha 64 (the first pilot's choice) the norm has fallen to ~2x by t_fit and a window
+    # exists in only about a third of the draws.
+    assert {c.model.alpha for c in QUICK if c.model.alpha > 1} == {128.0}
+    r = calibrate(PRED["W4"], QUICK, draws=60, seed=2026, scale="quick")
     assert r.false_supported <= FALSE_BOUND and r.false_contradicted <= FALSE_BOUND, r.counts
     assert r.power >= MIN_POWER, r.counts
-    shipped = calibrate(PRED["W4"], QUICK, draws=10, seed=2026)
-    assert shipped.false_supported <= FALSE_BOUND and shipped.power < MIN_POWER, shipped.counts
+    at64 = [dataclasses.replace(c, model=dataclasses.replace(c.model, alpha=64.0)) if c.model.alpha > 1 else c
+            for c in QUICK]
+    weak = calibrate(PRED["W4"], at64, draws=20, seed=2026)
+    assert weak.false_supported <= FALSE_BOUND and weak.power < MIN_POWER, weak.counts
 
 
 @pytest.mark.parametrize("pid, arm", [("W1b", "lr_x_wd"), ("W5", "wd_sweep")])
