@@ -23,6 +23,27 @@ HALF_ACC = 0.5
 #: never the bootstrap (percentile intervals from a handful of runs undercover badly).
 MIN_BOOTSTRAP_RUNS = 10
 
+# --- Fourier circuits (Nanda et al. 2023; grokking_theories.probes.circuits) ------------------------
+
+#: A hidden neuron is single-frequency when one frequency's block {const, cos k, sin k}^2 (less the
+#: const-const term) explains more than this share of its centred activation variance over the (a, b)
+#: grid: Nanda et al.'s 85 % (433 of 512 neurons of their mainline model pass it).
+NEURON_EXPLAINED = 0.85
+#: C3b: a circuit's embedding concentrates at least this share of its non-DC Fourier power in the key
+#: frequencies ("final embedding power concentrated in ~3-6 frequencies", SCIENCE.md section 2 (c)).
+KEY_POWER = 0.90
+#: Key-frequency rule: a frequency is key when it is the best frequency of at least
+#: max(KEY_MIN_NEURONS, ceil(KEY_MIN_NEURON_FRAC * n_neurons)) single-frequency neurons. Two neurons,
+#: not one, so a lone neuron that passes NEURON_EXPLAINED by chance does not make a key frequency;
+#: 2 % scales the bar with width (a wide random network has more chance passes) while staying far
+#: below the smallest cluster Nanda et al. report (44 of 512 neurons, 8.6 %).
+KEY_MIN_NEURONS = 2
+KEY_MIN_NEURON_FRAC = 0.02
+#: When no frequency meets the rule (no circuit, e.g. wd = 0 or at init) the key set is the
+#: KEY_FALLBACK frequencies of largest final embedding norm: the median key-set size over Nanda et
+#: al.'s four reported seeds (5, 4, 3, 4 frequencies).
+KEY_FALLBACK = 4
+
 
 def pct(level: float) -> str:
     """A level as rule text writes it: 0.99 -> '0.99', 0.05 -> '0.05'."""

@@ -1,7 +1,9 @@
 """Command line: ``python -m grokking_theories.study NAME [options]``.
 
-Trains the study's runs that the store does not hold yet, prints the run
-table, evaluates the study's families and writes the comparison report; runs
+Trains the study's runs that the store does not hold yet, runs the probes
+the study's families declare on the stored checkpoints (storing their rows;
+only missing or out-of-date ones are computed), prints the run table,
+evaluates the study's families and writes the comparison report; runs
 censored at their budget are counted per arm (with the budget that would
 resolve them) before the report's path is printed.
 Heavy modules are imported inside functions so that ``--help`` is instant.
@@ -158,10 +160,11 @@ def run_study(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with RunStore(store_dir) as store:
         counts = train_missing(study, store, device, workers, args.ensemble_size)
+        probe_counts = probe_study(study, store)
         table = run_table(study, store)
         record = {"study": study.name, "path": str(study.path.resolve()), "scale": study.scale,
                   "store": str(Path(store_dir).resolve()), "device": device, "wall_time": time.time() - start,
-                  **counts}
+                  **counts, "probes": None if probe_counts is None else probe_counts.to_dict()}
         (out / "study.json").write_text(json.dumps(record, indent=2))
         import pandas as pd
 
@@ -170,6 +173,36 @@ def run_study(args) -> int:
         print(f"\n{counts['trained']} runs trained, {counts['reused']} reused from {store_dir}")
         write_report(study, store, out)
     return 0
+
+
+def study_probes(study) -> list:
+    """The probes the study's families declare (``Family.probes``), each once."""
+    from .probes.stage import family_probes
+    from .theories import get_family
+
+    return family_probes([get_family(n) for n in study.families])
+
+
+def probe_study(study, store, *, progress: bool = True):
+    """Run the declared probes on the study's finished runs (a writer store); print and return the counts.
+
+    Prints ``probes: N computed, M reused, K runs without checkpoints``; None when no family declares a probe.
+    """
+    from .probes.stage import run_probes
+
+    probes = study_probes(study)
+    if not probes:
+        print("probes: none declared by the study's families", flush=True)
+        return None
+    ids = sorted(store.finished_ids() & {c.run_id for c in study.configs})
+    counts = run_probes(store, ids, probes, progress=progress)
+    print(f"{counts.summary()} [{', '.join(p.name for p in probes)}, {len(ids)} finished runs]", flush=True)
+    if counts.runs_without_checkpoint:
+        shown = ", ".join(counts.runs_without_checkpoint[:5])
+        more = f" and {len(counts.runs_without_checkpoint) - 5} more" if len(counts.runs_without_checkpoint) > 5 else ""
+        print(f"  runs without checkpoints (no probe rows; predictions reading probes leave them out): "
+              f"{shown}{more}", flush=True)
+    return counts
 
 
 def write_report(study, store, out: Path) -> None:
@@ -189,7 +222,17 @@ def write_report(study, store, out: Path) -> None:
 
 
 def rebuild_report(args) -> int:
-    """``report --out DIR``: rebuild DIR's report from the store, training nothing."""
+    """``report --out DIR``: rebuild DIR's report from the store, training nothing.
+
+    The store is opened read-only unless rows of the probes the study's families declare are
+    missing or out of date; then a writer computes and stores them first (and migrates a store of
+    an older schema). If another driver holds the store's write lock, the report is built from
+    what is stored and a warning names the missing probe rows.
+    """
+    import warnings
+
+    from .errors import StoreLockedError
+    from .probes.stage import ProbeRowsMissingWarning, missing_probes_message, pending_probes
     from .studies import load_study
     from .store import RunStore
 
@@ -205,11 +248,33 @@ def rebuild_report(args) -> int:
         raise GrokkingError(f"{record_path} is corrupt ({exc}); rerun the study to rewrite it") from None
     study = load_study(study_path, scale)
     store_dir = args.store or Path(record.get("store", args.out / "store"))
+    probes = study_probes(study)
+    # Read-only first: a report whose probe rows are all stored writes nothing into the store.
     with RunStore(store_dir, readonly=True) as store:
-        missing = [c.run_id for c in study.configs if c.run_id not in store.finished_ids()]
+        finished = store.finished_ids()
+        missing = [c.run_id for c in study.configs if c.run_id not in finished]
         if missing:
             print(f"warning: {len(missing)} runs of the study are not finished in {store_dir}; "
                   "the report covers the finished ones", file=sys.stderr)
+        ids = sorted(finished & {c.run_id for c in study.configs})
+        pending = pending_probes(store, ids, probes) if probes and ids else {}
+        if not pending:
+            write_report(study, store, args.out)
+            return 0
+    # Some probe rows are missing or out of date: compute and store them with a writer (this also
+    # migrates a store of an older schema). If another driver holds the store, say what is missing.
+    try:
+        writer = RunStore(store_dir)
+    except StoreLockedError as exc:
+        with RunStore(store_dir, readonly=True) as store:
+            print(f"warning: {exc}; the missing probe rows cannot be computed now. "
+                  f"{missing_probes_message(store, pending, len(ids))}", file=sys.stderr)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ProbeRowsMissingWarning)  # said just above
+                write_report(study, store, args.out)
+        return 0
+    with writer as store:
+        probe_study(study, store)
         write_report(study, store, args.out)
     return 0
 

@@ -21,7 +21,6 @@ import pytest
 import grokking_theories.theories.goldilocks as gl
 from grokking_theories.config import make_run_config
 from grokking_theories.levels import ALPHA, GROK_ACC, pct
-from grokking_theories.stats import logrank
 from grokking_theories.theories.calibration import calibrate
 from grokking_theories.theories.planted import accuracy_curves, concat, logged_steps, run_frame
 
@@ -260,28 +259,6 @@ def test_every_decided_verdict_rests_on_a_p_value(configs):
 
 
 # ---------------------------------------------------------------------------------------------- statistics
-def test_logrank_permutation_matches_the_log_rank_statistic():
-    rng = np.random.default_rng(0)
-    t, e = rng.exponential(100, 30).round(), rng.random(30) < 0.8
-    g = np.zeros(30, bool)
-    g[:4] = True
-    o_e, v, p_sooner, p_later = gl.logrank_permutation(t, e, g)
-    assert o_e ** 2 / v == pytest.approx(logrank(t, e, g).statistic)
-    assert 0 < p_sooner < 1 and 0 < p_later < 1 and p_sooner + p_later >= 1
-
-
-def test_logrank_permutation_is_exact_for_a_small_group():
-    # 2 runs against 40, no censoring: the asymptotic z says p < 0.05 for ~11 % of label sets; the exact test 5 %
-    t, e = np.arange(1.0, 43.0), np.ones(42, bool)
-    hits = 0
-    pairs = [(i, j) for i in range(42) for j in range(i + 1, 42)]
-    for i, j in pairs[::5]:
-        g = np.zeros(42, bool)
-        g[[i, j]] = True
-        hits += gl.logrank_permutation(t, e, g)[2] < 0.025
-    assert hits / len(pairs[::5]) <= 0.025 + 0.01
-
-
 def test_pitman_morgan_interval_agrees_with_its_test():
     rng = np.random.default_rng(1)
     for scale in (0.3, 1.0, 3.0):

@@ -139,3 +139,38 @@ def test_mlp_hand_written_gradient_keeps_float64_precision_where_float32_collaps
         torch.testing.assert_close(grads[name], want[name], rtol=1e-4, atol=1e-6 * want[name].abs().max().item(),
                                    msg=name)
     assert grads["W_out"][0].diagonal().lt(0).all()  # the correct class is pushed up, not ignored
+
+
+@pytest.mark.parametrize("seeds, alphas", [([5], [1.0]), ([0, 1, 2], [1.0, 2.0, 4.0])])
+def test_transformer_hand_written_gradient_equals_autograd_on_the_float64_loss(seeds, alphas):
+    model = build_model(SMALL_TF, P)
+    params = model.init_params(seeds, alphas)  # alpha 4: attention scores ~250x, near one-hot patterns
+    x = torch.cartesian_prod(torch.arange(P), torch.arange(P))
+    y = (x[:, 0] + x[:, 1]) % P
+    per_member = torch.stack([x[50 * k:50 * k + 60] for k in range(len(seeds))])  # (K, N, 2): one mini-batch each
+    for xs, ys in ((x, y), (per_member, (per_member[..., 0] + per_member[..., 1]) % P)):
+        want_loss, want = _autograd_loss_and_grads(model, params, xs, ys)
+        loss, grads = _hand_written(model, params, xs, ys)
+        assert loss.dtype == torch.float64
+        torch.testing.assert_close(loss, want_loss, rtol=1e-6, atol=0)
+        for name, g in want.items():
+            torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-6 * g.abs().max().item(), msg=name)
+
+
+def test_transformer_hand_written_step_is_the_trainers_fast_path_and_keeps_forward():
+    from grokking_theories.config import make_run_config
+    from grokking_theories.training import EnsembleTrainer
+
+    cfg = make_run_config(dict(op="add", p=P, train_frac=0.5, arch="transformer", d_model=32, n_heads=4, d_mlp=64,
+                               max_steps=10, log_points=0, log_every=0, checkpoints=0))
+    ens = EnsembleTrainer([cfg, cfg])
+    assert ens.fast_path
+    x, y = ens.task.train_x, ens.task.train_y
+    logits = ens.model.forward(ens.params, x)
+    work = {}
+    for _ in range(2):  # reused work buffers give the same result
+        losses = ens.model.loss_and_grad(ens.params, x, y, ens.flat.unflatten(ens.grad), work)
+    want_losses, want = ens._autograd_loss_and_grad(x, y)
+    torch.testing.assert_close(losses, want_losses, rtol=1e-6, atol=0)
+    torch.testing.assert_close(ens.grad, want, rtol=1e-4, atol=1e-6 * want.abs().max().item())
+    assert torch.equal(ens.model.forward(ens.params, x), logits)  # the step does not touch params or forward

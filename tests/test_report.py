@@ -742,3 +742,130 @@ def test_git_state_outside_a_checkout(tmp_path):
     assert _git_state(tmp_path) == ("none", None)
     commit, dirty = _git_state(Path(__file__).resolve().parents[1] / "grokking_theories")
     assert commit == "none" or re.fullmatch(r"[0-9a-f]{40}", commit)
+
+
+# ---------------------------------------------------------------------- probes: stored, not recomputed
+
+
+PROBE_STUDY_TOML = """\
+description = "Report test: a family that reads a stored probe"
+families = ["probed"]
+
+[quick]
+seeds = [0, 1, 2, 3]
+base = { op = "add", p = 11, train_frac = 0.5, arch = "mlp", width = 16, lr = 1e-2, weight_decay = 1.0, max_steps = 3000, stop_after_grok = 300, log_points = 20, log_every = 100, checkpoints = 8 }
+"""
+
+
+class _ProbeSpy:
+    """A stub probe compute: the run's last checkpoint step (one row), counting its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, config, checkpoint, logged):
+        import pandas as pd
+
+        self.calls += 1
+        last = int(checkpoint["steps"][-1])
+        return pd.DataFrame({"step": [last], "metric": ["stub_last"], "value": [float(last)]})
+
+
+@pytest.fixture
+def probed(tmp_path, monkeypatch):
+    """A store whose runs kept (tiny, hand-made) checkpoints, a registered stub probe, and a family declaring it."""
+    import dataclasses
+
+    import torch
+
+    from grokking_theories.probes import stage
+    from grokking_theories.studies import load_study
+    from grokking_theories.theories.synthetic import synthetic_table
+
+    spy = _ProbeSpy()
+    probe = stage.Probe(name="stub_report", version=1, metrics=("stub_last",), compute=spy)
+    stage.get_probe("flips")  # the builtin probes register before the registry is patched
+    monkeypatch.setitem(stage.PROBES, probe.name, probe)
+    seen = []
+
+    def reads_probe(table) -> Outcome:
+        runs = table.loc[table["metric"] == "stub_last", "run_id"].nunique()
+        seen.append(runs)
+        return Outcome(verdict="inconclusive", test="planted", notes=f"{runs} runs with stub_last")
+
+    family = Family(name="probed", title="A family that reads a probe", study="report_study",
+                    explanation="Reads the stored rows of a stub probe.", references=("none",),
+                    probes=("stub_report",),
+                    predictions=(Prediction(id="PP1", family="probed", statement="Reads a probe metric.",
+                                            rule="planted: inconclusive, counting runs", test=reads_probe,
+                                            metrics_needed=("stub_last",)),))
+    path = tmp_path / "report_study.toml"
+    path.write_text(PROBE_STUDY_TOML)
+    study = load_study(str(path), "quick")
+    table = synthetic_table(study.configs, seed=0)
+    store_root = tmp_path / "store"
+    with RunStore(store_root) as store:
+        for i, cfg in enumerate(study.configs):
+            rows = table[table["run_id"] == cfg.run_id][["step", "metric", "value"]]
+            ckpt = None if i == 0 else {"steps": torch.tensor([0, 10 * i]), "params": {"w": torch.ones(2, 3)}}
+            store.write_result(cfg, rows, checkpoint=ckpt, summary=_summary(rows), wall_time=1.0, device="cpu")
+    return {"study": study, "store_root": store_root, "family": family, "probe": probe, "spy": spy, "seen": seen,
+            "path": path, "with_version": lambda v: dataclasses.replace(probe, version=v)}
+
+
+def test_report_runs_declared_probes_once_and_reads_them_from_the_store(probed):
+    study, family, spy = probed["study"], probed["family"], probed["spy"]
+    n = len(study.configs)
+    with RunStore(probed["store_root"]) as store:
+        collect_report_data(study, store, families=[family], provenance_overrides=PINNED)
+        assert spy.calls == n - 1  # every run with a checkpoint, once
+        assert probed["seen"][0] == n - 1  # and the prediction read the stored rows
+        state = store.probe_state()
+        assert set(state) == {(c.run_id, "stub_report") for c in study.configs[1:]}
+        collect_report_data(study, store, families=[family], provenance_overrides=PINNED)
+        assert spy.calls == n - 1  # a second report computes nothing
+    with RunStore(probed["store_root"], readonly=True) as reader:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # everything is stored: a read-only report has nothing to say
+            collect_report_data(study, reader, families=[family], provenance_overrides=PINNED)
+    assert spy.calls == n - 1 and probed["seen"][-1] == n - 1
+
+
+def test_readonly_report_says_which_probe_rows_are_missing(probed):
+    from grokking_theories.probes.stage import ProbeRowsMissingWarning
+
+    study, family = probed["study"], probed["family"]
+    with RunStore(probed["store_root"], readonly=True) as reader:
+        with pytest.warns(ProbeRowsMissingWarning, match=r"read-only and lacks current rows of probe 'stub_report' "
+                                                         r"for 3 of 4 run\(s\).*as a writer"):
+            data = collect_report_data(study, reader, families=[family], provenance_overrides=PINNED)
+    assert probed["spy"].calls == 0 and probed["seen"] == []  # nothing computed; the metric is missing
+    assert "missing metric" in data.headline_verdict("PP1").notes
+
+
+def test_report_subcommand_computes_missing_probe_rows_with_a_writer(probed, monkeypatch, capsys):
+    """`study report`: read-only when every probe row is stored; a writer first when some are missing;
+    a clear warning when another driver holds the store."""
+    import grokking_theories.theories as theories
+    from grokking_theories.probes import stage
+    from grokking_theories.study import main
+
+    monkeypatch.setattr(theories, "get_family", lambda name: probed["family"])
+    out = probed["store_root"].parent / "out"
+    out.mkdir()
+    (out / "study.json").write_text(json.dumps({"path": str(probed["path"]), "scale": "quick",
+                                                "store": str(probed["store_root"])}))
+    assert main(["report", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "probes: 3 computed, 0 reused, 1 runs without checkpoints" in printed.out
+    assert probed["spy"].calls == 3 and (out / "report.json").is_file()
+    assert main(["report", "--out", str(out)]) == 0  # all stored: read-only, nothing computed
+    assert probed["spy"].calls == 3 and "probes:" not in capsys.readouterr().out
+    monkeypatch.setitem(stage.PROBES, "stub_report", probed["with_version"](2))
+    with RunStore(probed["store_root"]):  # another driver holds the store
+        assert main(["report", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "in use by another driver" in err and "lacks current rows of probe 'stub_report' for 3 of 4" in err
+    assert probed["spy"].calls == 3
+    data = json.loads((out / "report.json").read_text())
+    assert next(v for v in data["verdicts"] if v["prediction_id"] == "PP1")["notes"].startswith("missing metric")

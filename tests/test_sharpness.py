@@ -45,6 +45,12 @@ def test_family_has_s1_m2_m3_and_no_s2():
         assert pred.calibration is not None and pred.paper and pred.design.runs
         assert "stop_after_grok.isna()" in pred.design.runs
     assert set(PRED["M2"].metrics_needed) - {"test_acc"} <= set(OFFLINE_METRICS)
+    # M2's metrics come from the stored probe `flips`, which the family declares
+    from grokking_theories.probes.stage import get_probe
+    assert sharp.SHARPNESS.probes == ("flips",)
+    flips = get_probe("flips")
+    assert flips.metrics == OFFLINE_METRICS and flips.version >= 1 and flips.plant is not None
+    assert all(flips.produces(m) for m in set(PRED["M2"].metrics_needed) - {"test_acc"})
     assert sharp.S1_COMPARATOR in PRED["S1"].metrics_needed and "test_loss" not in PRED["S1"].metrics_needed
 
 
@@ -283,6 +289,7 @@ def test_flip_steps_through_the_model_on_a_planted_checkpoint_sequence():
 
 
 def test_flip_rows_from_a_store_concatenate_with_the_metrics_table(tiny_cfg, tmp_path):
+    from grokking_theories.probes.stage import run_probes
     from grokking_theories.store import RunStore
     from grokking_theories.training import train_run
 
@@ -292,6 +299,14 @@ def test_flip_rows_from_a_store_concatenate_with_the_metrics_table(tiny_cfg, tmp
         store.write_result(cfg, r.metrics, checkpoint=r.checkpoint, summary=r.summary)
         rows = flip_rows(store, [cfg.run_id])
         metrics = store.metrics_table([cfg.run_id])
+        # the stored probe gives the same rows: run once, then read back with the logged ones
+        counts = run_probes(store, [cfg.run_id], ["flips"], progress=False)
+        assert (counts.computed, counts.reused) == (1, 0)
+        assert run_probes(store, [cfg.run_id], ["flips"], progress=False).reused == 1
+        stored = store.metrics_table([cfg.run_id])
+        assert len(stored) == len(metrics) + len(OFFLINE_METRICS)
+        probe_rows = stored[stored["metric"].isin(OFFLINE_METRICS)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(probe_rows, rows.sort_values(["metric"]).reset_index(drop=True))
     assert list(rows.columns) == list(metrics.columns)
     assert sorted(rows["metric"]) == sorted(OFFLINE_METRICS)
     assert (rows["step"] == int(r.checkpoint["steps"][-1])).all() and (rows["run_id"] == cfg.run_id).all()

@@ -197,6 +197,39 @@ def test_crash_after_inserts_rolls_back_to_previous_result(tmp_path, monkeypatch
         assert store.finished_ids() == {run_id(done)}
 
 
+def test_crash_during_a_retrain_keeps_the_old_attempts_probe_rows(tmp_path, monkeypatch):
+    """Dropping a run's probe rows is part of write_result's transaction: a crash keeps them with the old rows."""
+    cfg = make_config()
+    rid = run_id(cfg)
+    with RunStore(tmp_path) as store:
+        store.write_result(cfg, make_rows(1.0), checkpoint=make_checkpoint())
+        store.write_probe(rid, "p", 1, [(10, "p_metric", 0.5)])
+        before = store.metrics_table([rid])
+        state = store.probe_state()
+
+        def crash():
+            raise RuntimeError("simulated crash")
+
+        monkeypatch.setattr(sqlite_store, "_now", crash)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            store.write_result(cfg, make_rows(3.0))
+        monkeypatch.undo()
+        assert store.probe_state() == state
+        pd.testing.assert_frame_equal(store.metrics_table([rid]), before)
+        store.write_result(cfg, make_rows(3.0), checkpoint=make_checkpoint())  # the retrain, this time done
+        assert store.probe_state() == {}
+        assert "p_metric" not in set(store.metrics_table([rid]).metric)
+
+
+def test_store_modules_split_by_concern():
+    """One module per concern; the public import path is unchanged."""
+    from grokking_theories.store import SCHEMA_VERSION, checkpoints, lock, rows, schema
+
+    assert RunStore.__module__ == "grokking_theories.store.sqlite_store"
+    assert SCHEMA_VERSION == schema.SCHEMA_VERSION == 2
+    assert callable(checkpoints.read_verified) and callable(lock.acquire_lock) and callable(rows.metric_columns)
+
+
 def test_non_numeric_value_changes_nothing(tmp_path):
     cfg = make_config()
     with RunStore(tmp_path) as store:

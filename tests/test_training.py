@@ -97,18 +97,25 @@ def test_fast_path_is_chosen_explicitly(tiny_cfg):
     assert not EnsembleTrainer([tiny_cfg(loss_dtype="float32")]).fast_path  # float32's collapse is the point
     assert not EnsembleTrainer([tiny_cfg()], fast=False).fast_path
     tf = tiny_cfg(arch="transformer", d_model=16, n_heads=2, d_mlp=32)
-    assert not EnsembleTrainer([tf]).fast_path
-    with pytest.raises(ValueError, match="no fast path"):
-        EnsembleTrainer([tf], fast=True)
+    assert EnsembleTrainer([tf]).fast_path  # the transformer has a hand-written gradient too
+    assert not EnsembleTrainer([tf], fast=False).fast_path
+    assert not EnsembleTrainer([tiny_cfg(arch="transformer", d_model=16, n_heads=2, d_mlp=32,
+                                         loss_dtype="float32")]).fast_path
     with pytest.raises(ValueError, match="no fast path"):
         EnsembleTrainer([tiny_cfg(loss_dtype="float32")], fast=True)
 
 
+TINY_TF = dict(arch="transformer", d_model=16, n_heads=2, d_mlp=32)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "transformer"])
 @pytest.mark.parametrize("batch_size", [0, 16])
-def test_fast_path_gradients_equal_autograd_for_members_with_different_hyperparameters(tiny_cfg, batch_size):
-    cfgs = [tiny_cfg(seed=0, lr=1e-2, batch_size=batch_size),
-            tiny_cfg(seed=1, lr=3e-3, weight_decay=0.1, alpha=4.0, batch_size=batch_size),
-            tiny_cfg(seed=2, lr=3e-2, weight_decay=0.0, alpha=0.5, fixed_norm=2.0, batch_size=batch_size)]
+def test_fast_path_gradients_equal_autograd_for_members_with_different_hyperparameters(tiny_cfg, batch_size, arch):
+    model = TINY_TF if arch == "transformer" else {}
+    alpha = 2.0 if arch == "transformer" else 4.0  # alpha scales the transformer's logits like alpha^3
+    cfgs = [tiny_cfg(seed=0, lr=1e-2, batch_size=batch_size, **model),
+            tiny_cfg(seed=1, lr=3e-3, weight_decay=0.1, alpha=alpha, batch_size=batch_size, **model),
+            tiny_cfg(seed=2, lr=3e-2, weight_decay=0.0, alpha=0.5, fixed_norm=2.0, batch_size=batch_size, **model)]
     fast, slow = EnsembleTrainer(cfgs), EnsembleTrainer(cfgs, fast=False)
     assert fast.fast_path and not slow.fast_path
     x, y = fast.task.train_x, fast.task.train_y

@@ -15,7 +15,11 @@ This module measures, for every test example,
   with ``delta = DELTA_FRAC`` x the inter-quartile range of all test
   margins at the first checkpoint where half the test examples are correct.
 
-and summarises one run as tidy rows (:data:`OFFLINE_METRICS`).
+and summarises one run as tidy rows (:data:`OFFLINE_METRICS`). The summary
+is the registered probe ``flips`` (:data:`FLIPS`, see
+:mod:`grokking_theories.probes.stage`): computed once per run and checkpoint
+by :func:`~grokking_theories.probes.stage.run_probes` and kept in the run
+store, whose ``metrics_table`` then carries its rows.
 
 Reference value. If every margin is a common smooth drift plus a fixed
 per-example offset, ``m_i(t) = mu(t) + e_i``, an example crosses 0 when
@@ -40,16 +44,17 @@ from typing import Iterable, Optional
 import numpy as np
 
 from ..levels import GROK_ACC, HALF_ACC
+from .stage import Probe, register_probe
 
-__all__ = ["DELTA_FRAC", "OFFLINE_METRICS", "Flips", "checkpoint_margins", "flip_times", "example_flips",
-           "summarise_flips", "flip_summary", "flip_rows"]
+__all__ = ["DELTA_FRAC", "FLIPS", "OFFLINE_METRICS", "Flips", "checkpoint_margins", "compute_flips", "flip_times",
+           "example_flips", "summarise_flips", "flip_summary", "flip_rows", "plant_flips"]
 
 #: delta, the half-height of the band a margin must cross, as a fraction of the IQR of the test margins at
 #: the first checkpoint where half the test examples are correct.
 DELTA_FRAC = 0.25
 
 #: The per-run summary metrics (one row each, at the run's last checkpoint step). Not logged by the trainer:
-#: :func:`flip_rows` computes them from stored checkpoints.
+#: the probe ``flips`` (:data:`FLIPS`) computes them from stored checkpoints.
 OFFLINE_METRICS = (
     "flip_iqr_rel",          # IQR of the flip times of the examples that flip / t_grok
     "flip_median_rel",       # median flip time / t_grok
@@ -302,8 +307,76 @@ def flip_summary(config, checkpoint, t_grok: Optional[float] = None):
                          "value": pd.Series(list(summary.values()), dtype="float64")})
 
 
+def t_grok_from_logged(logged) -> float:
+    """First logged step with test accuracy >= GROK_ACC in tidy rows (step, metric, value); NaN if none."""
+    acc = logged[logged["metric"] == "test_acc"]
+    hit = acc.loc[acc["value"] >= GROK_ACC, "step"]
+    return float(hit.min()) if len(hit) else float("nan")
+
+
+def compute_flips(config, checkpoint, logged):
+    """The ``flips`` probe: :func:`flip_summary` of one run, t_grok read from its logged ``test_acc``."""
+    return flip_summary(config, checkpoint, t_grok=t_grok_from_logged(logged))
+
+
+#: Spread of the per-example margin offsets the synthetic tables plant (test margins ~ N(mu(t), 1)).
+_PLANT_MARGIN_IQR = 1.349
+
+
+def plant_flips(cfg, steps, progress, rng) -> dict[str, float]:
+    """What synthetic tables plant for ``flips``: the summary of a common smooth drift of the margins.
+
+    The synthetic runs move every test margin with the population (mean margin
+    ``-3 + 6 gen``, fixed per-example offsets), so each example flips when the
+    smooth progress ``gen`` sweeps past it: the flip times' quartiles are where
+    ``gen`` passes 0.25, 0.5 and 0.75 (log-time interpolation), the crossing
+    width over the IQR is the drift value ``2 * DELTA_FRAC`` (times a little
+    noise), and the examples still wrong at the end are ``1 - test_acc``.
+    A run that never generalises has undefined (NaN) flip times.
+    """
+    steps = np.asarray(steps, float)
+    gen = np.asarray(progress["gen"], float)
+    test_acc = np.asarray(progress["test_acc"], float)
+    t_grok = float(progress["t_grok"])
+    t_grok = t_grok if np.isfinite(t_grok) and t_grok > 0 else float("nan")
+    lt = np.log10(np.maximum(steps, 1.0))
+
+    def reach(level: float) -> float:
+        above = np.nonzero(gen >= level)[0]
+        if not above.size:
+            return float("nan")
+        j = above[0]
+        if j == 0 or gen[j] == gen[j - 1]:
+            return float(steps[j])
+        frac = (level - gen[j - 1]) / (gen[j] - gen[j - 1])
+        return float(10 ** (lt[j - 1] + frac * (lt[j] - lt[j - 1])))
+
+    q25, q50, q75 = reach(0.25), reach(0.5), reach(0.75)
+    flips = np.isfinite(q75)
+    return {
+        "flip_iqr_rel": (q75 - q25) / t_grok,
+        "flip_median_rel": q50 / t_grok,
+        "flip_cross_width_rel": 2 * DELTA_FRAC * 10 ** rng.normal(0, 0.05) if flips else float("nan"),
+        "flip_censored_frac": float(np.clip(1 - test_acc[-1], 0, 1)),
+        "flip_width_frac": float(np.clip(0.95 + rng.normal(0, 0.01), 0, 1)) if flips else float("nan"),
+        "flip_delta": DELTA_FRAC * _PLANT_MARGIN_IQR,
+    }
+
+
+#: The per-example flip summary as a stored probe (prediction M2 of the sharpness family reads it).
+FLIPS = register_probe(Probe(
+    name="flips", version=1, metrics=OFFLINE_METRICS, compute=compute_flips, plant=plant_flips,
+    description="per-example flip times and crossing widths of the test margins, summarised per run "
+                "(one row per metric at the last checkpoint step)"))
+
+
 def flip_rows(store, run_ids: Iterable[str]):
-    """The flip summary of stored runs as tidy rows, ready to concatenate with the metrics table.
+    """The flip summary of stored runs as tidy rows, computed now and not stored.
+
+    The report reads the stored rows of the ``flips`` probe instead
+    (:func:`~grokking_theories.probes.stage.run_probes`, then
+    ``store.metrics_table``); this function computes the same rows with the
+    probe's own ``compute`` on any store, read-only included.
 
     Parameters
     ----------
@@ -322,7 +395,7 @@ def flip_rows(store, run_ids: Iterable[str]):
         Columns ``run_id, status, <flat config columns>, step, metric, value``
         with the dtypes of :meth:`RunStore.metrics_table`, one row per run and
         metric of :data:`OFFLINE_METRICS`, at ``step`` = the run's last
-        checkpoint step. ``pd.concat([store.metrics_table(ids), flip_rows(store, ids)])``
+        checkpoint step. ``pd.concat([store.metrics_table(ids, probes=False), flip_rows(store, ids)])``
         is the table prediction M2 reads.
     """
     import pandas as pd
@@ -340,7 +413,7 @@ def flip_rows(store, run_ids: Iterable[str]):
     unknown = [r for r in ids if r not in runs.index]
     if unknown:
         raise StoreError(f"run store {store.root} has no run(s) {', '.join(unknown[:5])}")
-    acc = store.metrics_table(run_ids=ids, metrics=["test_acc"])
+    acc = store.metrics_table(run_ids=ids, metrics=["test_acc"], probes=False)
     frames = []
     for rid in ids:
         try:
@@ -350,10 +423,8 @@ def flip_rows(store, run_ids: Iterable[str]):
                 raise
             warnings.warn(f"flip_rows: run {rid} has no checkpoint; no flip rows for it", stacklevel=2)
             continue
-        rows = acc[acc["run_id"] == rid]
-        hit = rows.loc[rows["value"] >= GROK_ACC, "step"]
-        t_grok = float(hit.min()) if len(hit) else float("nan")
-        part = flip_summary(store.config(rid), checkpoint, t_grok=t_grok if np.isfinite(t_grok) else float("nan"))
+        logged = acc.loc[acc["run_id"] == rid, ["step", "metric", "value"]]
+        part = FLIPS.compute(store.config(rid), checkpoint, logged).reset_index(drop=True)
         meta = runs.loc[[rid], ["status", *config_cols]].reset_index()
         part = meta.loc[meta.index.repeat(len(part))].reset_index(drop=True).join(part)
         frames.append(part[columns])

@@ -143,9 +143,13 @@ def build_report(study, store, out_dir, *, families=None, provenance_overrides=N
         From :func:`grokking_theories.studies.load_study`. Its arms are the
         run sets; with more than one arm, ``"all"`` (every run) is added.
     store : RunStore
-        Where the runs live (a read-only store is enough). Only the study's
-        finished runs are evaluated and drawn; the run table lists every run
-        of the study, those the store lacks as ``'not in store'``.
+        Where the runs live. Only the study's finished runs are evaluated and
+        drawn; the run table lists every run of the study, those the store
+        lacks as ``'not in store'``. The rows of the probes the families
+        declare (``Family.probes``) are read from the store: a writer first
+        computes and stores any that are missing (:func:`probed_metrics_table`);
+        a read-only store is enough when they are all stored (else a
+        ``ProbeRowsMissingWarning`` names the missing ones).
     out_dir : str or os.PathLike
         Created if needed. Nothing is written anywhere else.
     families : sequence of Family, optional
@@ -185,7 +189,7 @@ def collect_report_data(study, store, *, families=None, provenance_overrides=Non
     families = list(families)
     study_ids = [c.run_id for c in study.configs]
     finished = sorted(store.finished_ids() & set(study_ids))
-    table = with_offline_metrics(store.metrics_table(finished), store, finished, families)
+    table = probed_metrics_table(store, finished, families)
 
     run_sets = {arm.name: [c.run_id for c in arm.configs] for arm in study.arms}
     if len(study.arms) > 1:
@@ -220,23 +224,31 @@ def headline_entry(v) -> dict[str, Any]:
             "p_adjusted": v.p_adjusted, "n": v.n_runs, "run_filter": v.design, "notes": v.notes}
 
 
-def with_offline_metrics(table, store, run_ids, families):
-    """``table`` plus the rows of offline probes (recomputed from stored checkpoints) that ``families`` read.
+def probed_metrics_table(store, run_ids, families, *, progress: bool = False):
+    """The tidy table of ``run_ids`` with the stored rows of the probes ``families`` declare.
 
-    Today the one offline probe is the per-example flip summary (:mod:`grokking_theories.probes.flips`);
-    it runs only when some prediction declares one of its metrics, and only on runs that kept checkpoints.
+    On a writer, every declared probe that is missing or out of date for a run
+    is first computed and stored (:func:`~grokking_theories.probes.stage.run_probes`;
+    after the study driver has run them this computes nothing). A read-only
+    store cannot store them: if some are missing, a
+    :class:`~grokking_theories.probes.stage.ProbeRowsMissingWarning` says which
+    and how to get them, and the table holds what is stored. Either way only
+    rows of the probes' current versions, computed from the runs' current
+    checkpoints, are read; nothing is recomputed on the fly.
     """
-    import pandas as pd
+    from ..probes.stage import (ProbeRowsMissingWarning, family_probes, missing_probes_message, pending_probes,
+                                run_probes)
 
-    from ..probes.flips import OFFLINE_METRICS, flip_rows
-
-    wanted = {m for f in families for p in f.predictions for m in p.metrics_needed} & set(OFFLINE_METRICS)
-    if not wanted or not run_ids:
-        return table
-    with warnings.catch_warnings():  # "run stored without a checkpoint": such runs simply carry no flip rows
-        warnings.simplefilter("ignore")
-        rows = flip_rows(store, run_ids)
-    return pd.concat([table, rows[table.columns.intersection(rows.columns)]], ignore_index=True) if len(rows) else table
+    probes = family_probes(families)
+    if probes and run_ids:
+        if store.readonly:
+            pending = pending_probes(store, run_ids, probes)
+            if pending:
+                warnings.warn(missing_probes_message(store, pending, len(run_ids)), ProbeRowsMissingWarning,
+                              stacklevel=2)
+        else:
+            run_probes(store, run_ids, probes, progress=progress)
+    return store.metrics_table(run_ids, probes={p.name: p.version for p in probes})
 
 
 def render_json(data: ReportData) -> str:
@@ -751,4 +763,4 @@ def _atomic_write(path: Path, blob: bytes) -> None:
 
 
 __all__ = ["ReportData", "build_report", "collect_report_data", "describe_setting", "headline_entry",
-           "render_html", "render_json", "scale_setting", "fmt_num", "write_report_files"]
+           "probed_metrics_table", "render_html", "render_json", "scale_setting", "fmt_num", "write_report_files"]

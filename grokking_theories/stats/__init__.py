@@ -6,7 +6,8 @@ config columns, ``step``, ``metric``, ``value``). The layers are:
 * :mod:`.transitions` -- threshold-crossing times (right-censored at the last
   logged step) and logistic fits in log-time;
 * :mod:`.regression` -- log-log power-law slopes;
-* :mod:`.survival` -- Kaplan-Meier, log-rank, Cox (censoring-aware);
+* :mod:`.survival` -- Kaplan-Meier, log-rank, Cox (censoring-aware), interval-censored
+  log-normal regression, exact permutation log-rank;
 * :mod:`.resampling` -- bootstrap intervals over seeds;
 * :mod:`.hypothesis_tests` -- equivalence (TOST), interior peaks, lead/lag,
   Holm correction;
@@ -32,16 +33,22 @@ from .prediction import (
 from .regression import SlopeResult, loglog_slope
 from .resampling import BootstrapCI, bootstrap_ci
 from .survival import (
+    PERMUTATIONS,
+    CensoredFit,
     CensoredMedian,
     CensoredSlopeResult,
+    censored_fit,
     censored_loglog_slope,
     CoxResult,
     KaplanMeier,
     LogrankResult,
+    PermutationLogrank,
     censored_median,
     cox_slope,
     kaplan_meier,
     logrank,
+    logrank_scores,
+    permutation_logrank,
 )
 from .transitions import (
     Crossing,
@@ -77,6 +84,12 @@ __all__ = [
     "logrank",
     "CoxResult",
     "cox_slope",
+    "CensoredFit",
+    "censored_fit",
+    "PERMUTATIONS",
+    "logrank_scores",
+    "PermutationLogrank",
+    "permutation_logrank",
     # resampling
     "BootstrapCI",
     "bootstrap_ci",

@@ -4,9 +4,18 @@ A run that has not grokked by its step budget has an unknown, *later*
 grokking time. Averaging the observed times ignores those runs and is biased
 low; these wrappers around :mod:`statsmodels.duration` (Kaplan-Meier,
 log-rank, Cox proportional hazards) use the censoring correctly.
+
+Two tools for the small designs of the theory families sit beside them: a
+log-normal accelerated-failure-time regression whose times may be exact,
+interval-censored (a crossing between two logged steps) or right-censored
+(:func:`censored_fit`), and the log-rank test with an exact permutation
+p-value, optionally stratified (:func:`permutation_logrank`), which holds its
+level with a handful of runs per group where the chi-square reference does not.
 """
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +36,12 @@ __all__ = [
     "cox_slope",
     "CensoredSlopeResult",
     "censored_loglog_slope",
+    "CensoredFit",
+    "censored_fit",
+    "PERMUTATIONS",
+    "logrank_scores",
+    "PermutationLogrank",
+    "permutation_logrank",
 ]
 
 
@@ -392,3 +407,291 @@ def censored_loglog_slope(x, times, events, *, null_values=(-1.0, 0.0), alpha: f
     converged = bool(fit.mle_retvals.get("converged", True))
     return CensoredSlopeResult(slope, se, float(params[0]), float(np.exp(params[2])), slope - z * se, slope + z * se,
                                alpha, pvals, int(len(ta)), int((~ev).sum()), converged)
+
+
+# ----------------------------------------------------------------------------
+# Interval- and right-censored log-normal regression with several covariates
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class CensoredFit:
+    """Log-normal AFT fit (normal regression of log10 time) with interval and right censoring.
+
+    ``cov`` is the inverse observed information scaled by d / (d - p) and ``df = d - p``, with d the runs
+    whose time was seen (within an interval of the logging grid) and p the parameters including sigma:
+    the t reference with residual df that keeps the test of a coefficient at its level with ~15 runs and
+    heavy censoring, where the plain Wald z test rejects 6-9 % at nominal 5 %
+    (``tests/test_stats_survival.py::test_censored_fit_small_sample_reference_holds_its_level``).
+
+    Attributes
+    ----------
+    names : tuple of str
+        One name per column of ``X``.
+    coef : ndarray
+        Coefficients of the columns of ``X``.
+    cov : ndarray
+        Their (scaled) covariance.
+    sigma : float
+        Residual standard deviation, in log10 units.
+    df : int
+        Degrees of freedom of the t reference, ``d - p``.
+    n, n_events : int
+        Runs, and runs whose time was seen (``d``).
+    """
+
+    names: tuple
+    coef: np.ndarray
+    cov: np.ndarray
+    sigma: float
+    df: int
+    n: int
+    n_events: int
+
+    def contrast(self, weights: dict) -> tuple[float, float]:
+        """Estimate and standard error of sum(w * coef) for {name: w}."""
+        w = np.array([weights.get(n, 0.0) for n in self.names], float)
+        return float(w @ self.coef), float(np.sqrt(w @ self.cov @ w))
+
+
+def censored_fit(X, lower, upper, names) -> CensoredFit:
+    """Maximum-likelihood fit of ``log10 T = X @ b + sigma * eps`` (eps ~ N(0, 1)) from bounds on log10 T.
+
+    A run with ``lower == upper`` contributes the density of its time, one with ``upper = inf`` (right-
+    censored: it never crossed within its budget) the probability of a later time, and one with
+    ``lower < upper`` (the crossing lies between two logged steps) the probability of that interval:
+    the logging grid's resolution enters the likelihood instead of biasing the times. Fitted by
+    Newton's method in a trust region (analytic gradient and Hessian) from least squares on the
+    middles of the seen bounds.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, k)
+        Design matrix; its first column is the intercept (the check that every other covariate has seen
+        times at two values skips it).
+    lower, upper : array_like, shape (n,)
+        Bounds on log10 T per run; ``upper = inf`` for a right-censored run.
+    names : sequence of str
+        One name per column of ``X`` (for :meth:`CensoredFit.contrast` and the error messages).
+
+    Returns
+    -------
+    CensoredFit
+
+    Raises
+    ------
+    InsufficientDataError
+        Fewer than p + 2 seen times, a covariate without seen times at two values, or no convergence.
+    """
+    from scipy import optimize
+    from scipy.special import log_ndtr, ndtr
+
+    X = np.asarray(X, float)
+    lo, hi = np.asarray(lower, float), np.asarray(upper, float)
+    n, k = X.shape
+    seen = np.isfinite(hi)
+    exact = seen & (hi - lo < 1e-12)
+    inter = seen & ~exact
+    right = ~seen
+    d, p = int(seen.sum()), k + 1
+    if d < p + 2:
+        raise InsufficientDataError(f"{d} run(s) with a seen time; the censored regression needs >= {p + 2}")
+    for j in range(1, k):
+        if len(np.unique(X[seen, j])) < 2:
+            raise InsufficientDataError(f"seen times at < 2 values of {names[j]}: its coefficient is not "
+                                        "identified (every other level censored)")
+    mid = np.where(seen, 0.5 * (lo + np.where(seen, hi, lo)), lo)
+    beta0 = np.linalg.lstsq(X[seen], mid[seen], rcond=None)[0]
+    theta0 = np.r_[beta0, np.log(max(float(np.std(mid[seen] - X[seen] @ beta0)), 0.01))]
+    hi_f = np.where(seen, hi, 0.0)
+    c = ~exact  # right-censored and interval rows: log(Phi(b) - Phi(a)), b = +inf when right-censored
+
+    def terms(th):
+        """Per-row log-likelihood and its first and second derivatives in mu = X @ b and s = log sigma."""
+        sig = math.exp(th[k])
+        mu = X @ th[:k]
+        a = (lo - mu) / sig
+        b = np.where(seen, (hi_f - mu) / sig, 0.0)
+        fa = np.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+        fb = np.where(inter, np.exp(-0.5 * b * b) / math.sqrt(2 * math.pi), 0.0)
+        prob = np.where(right, ndtr(-a), np.where(a > 0, ndtr(-a) - ndtr(-b), ndtr(b) - ndtr(a)))
+        prob = np.maximum(prob, 1e-300)
+        log_p = np.where(right, log_ndtr(-a), np.log(prob))
+        A = fa - fb  # sigma * dP/dmu; the derivatives are checked against finite differences in the tests
+        B = a * fa - b * fb
+        A2 = a * a * fa - b * b * fb
+        dB = -a * (1 - a * a) * fa + b * (1 - b * b) * fb
+        ll = np.where(c, log_p, -0.5 * a * a - th[k])
+        g_mu = np.where(c, A / (sig * prob), a / sig)
+        g_s = np.where(c, B / prob, a * a - 1)
+        h_mumu = np.where(c, B / (sig * sig * prob) - (A / (sig * prob)) ** 2, -1 / sig ** 2)
+        h_mus = np.where(c, -A / (sig * prob) + A2 / (sig * prob) - A * B / (sig * prob ** 2), -2 * a / sig)
+        h_ss = np.where(c, dB / prob - (B / prob) ** 2, -2 * a * a)
+        return ll, g_mu, g_s, h_mumu, h_mus, h_ss
+
+    def nll(th):
+        return -float(terms(th)[0].sum())
+
+    def grad(th):
+        _, g_mu, g_s, *_ = terms(th)
+        return -np.r_[X.T @ g_mu, g_s.sum()]
+
+    def hess(th):
+        _, _, _, h_mumu, h_mus, h_ss = terms(th)
+        H = np.empty((k + 1, k + 1))
+        H[:k, :k] = (X.T * h_mumu) @ X
+        H[:k, k] = H[k, :k] = X.T @ h_mus
+        H[k, k] = h_ss.sum()
+        return -H
+
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        try:
+            res = optimize.minimize(nll, theta0, jac=grad, hess=hess, method="trust-exact",
+                                    options={"maxiter": 200, "gtol": 1e-8})
+        except (ValueError, np.linalg.LinAlgError) as exc:  # a non-finite step: the data do not identify the fit
+            raise InsufficientDataError(f"the censored regression did not converge ({exc})") from None
+        info = hess(res.x)
+        try:
+            cov = np.linalg.inv(info)
+        except np.linalg.LinAlgError:
+            cov = np.full_like(info, np.nan)
+        ok = np.isfinite(cov).all() and np.all(np.diag(cov) > 0) and np.abs(grad(res.x)).max() < 1e-4
+    if not ok:
+        raise InsufficientDataError("the censored regression did not converge (a coefficient is not "
+                                    "identified by the seen times)")
+    return CensoredFit(names=tuple(names), coef=res.x[:k], cov=cov[:k, :k] * d / (d - p),
+                       sigma=float(math.exp(res.x[k])), df=d - p, n=n, n_events=d)
+
+
+# ----------------------------------------------------------------------------
+# Log-rank test with an exact permutation p-value
+# ----------------------------------------------------------------------------
+
+#: Label assignments drawn (fixed seed) when the permutation distribution of :func:`permutation_logrank` has
+#: more than this many; up to this many it is enumerated.
+PERMUTATIONS = 20000
+
+
+def logrank_scores(time, event) -> np.ndarray:
+    """Log-rank (Savage) score of each run: ``event - Lambda(time)``.
+
+    ``Lambda`` is the pooled Nelson-Aalen cumulative hazard at the run's own time (ties handled as in the
+    log-rank test), so that a group's log-rank "observed - expected events" is the sum of its runs' scores,
+    and the scores of one stratum sum to zero.
+
+    Parameters
+    ----------
+    time : array_like
+        Event time if observed, censoring time otherwise.
+    event : array_like of bool
+        True where the event was observed.
+    """
+    t, e = np.asarray(time, float), np.asarray(event, bool)
+    event_times, d = np.unique(t[e], return_counts=True)
+    at_risk = np.array([(t >= s).sum() for s in event_times])
+    cum = np.cumsum(d / at_risk)
+    idx = np.searchsorted(event_times, t, side="right") - 1
+    return e.astype(float) - np.where(idx >= 0, cum[np.maximum(idx, 0)], 0.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _subsets(n: int, k: int) -> np.ndarray:
+    """Every k-subset of range(n), one per row (lexicographic order)."""
+    import itertools
+
+    return np.array(list(itertools.combinations(range(n), k)), dtype=np.intp).reshape(-1, k)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PermutationLogrank:
+    """Log-rank test of one group against the rest, with its exact permutation p-values.
+
+    Attributes
+    ----------
+    o_minus_e : float
+        Observed minus expected events of the group, summed over strata (> 0: the group's events come
+        sooner than the rest's).
+    variance : float
+        Its hypergeometric log-rank variance (``o_minus_e / variance`` is Peto's log hazard ratio, with
+        standard error ``1 / sqrt(variance)``).
+    p_greater : float
+        P(O - E >= observed) under the permutation distribution: small when the group's events come sooner.
+    p_less : float
+        P(O - E <= observed): small when they come later.
+    enumerated : bool
+        True when every label assignment was enumerated (the p-values are exact), False when
+        :data:`PERMUTATIONS` of them were drawn.
+    """
+
+    o_minus_e: float
+    variance: float
+    p_greater: float
+    p_less: float
+    enumerated: bool
+
+    @property
+    def p_two_sided(self) -> float:
+        """Twice the smaller one-sided p (at most 1): each direction's error stays <= alpha / 2 even when the
+        permutation distribution is skewed (unequal groups)."""
+        return min(1.0, 2 * min(self.p_greater, self.p_less))
+
+
+def permutation_logrank(time, event, group, strata=None) -> PermutationLogrank:
+    """Log-rank test of ``group`` against the rest, optionally stratified, by permutation of the labels.
+
+    The p-values come from the permutation distribution of O - E that reassigns the group labels within
+    each stratum (the group keeps its size in every stratum): enumerated when there are at most
+    :data:`PERMUTATIONS` assignments, else that many drawn with a fixed seed. With a handful of runs in a
+    group the large-sample log-rank z is badly anti-conservative (measured: 11 % of z > 1.96 for 2 runs
+    against 40, nominal 2.5 %); the permutation p holds its level.
+
+    Parameters
+    ----------
+    time, event : array_like
+        As in :func:`logrank_scores`.
+    group : array_like of bool
+        True for the runs of the group.
+    strata : array_like, optional
+        Stratum label per run; None (the default) is a single stratum, the unstratified test.
+
+    Returns
+    -------
+    PermutationLogrank
+        When no stratum holds runs of both kinds, both p-values are 1.
+    """
+    time, event, group = (np.asarray(a) for a in (time, event, group))
+    group, event = group.astype(bool), event.astype(bool)
+    strata = np.zeros(len(time)) if strata is None else np.asarray(strata)
+    o_e = var = 0.0
+    parts = []  # per stratum: (scores, size of the group)
+    for s in np.unique(strata):
+        m = strata == s
+        t, e, g = time[m].astype(float), event[m], group[m]
+        a = logrank_scores(t, e)
+        o_e += float(a[g].sum())
+        for u in np.unique(t[e]):
+            at = t >= u
+            n, n1 = at.sum(), (at & g).sum()
+            d = (e & (t == u)).sum()
+            if n > 1:
+                var += d * (n1 / n) * (1 - n1 / n) * (n - d) / (n - 1)
+        if 0 < g.sum() < len(g):
+            parts.append((a, int(g.sum())))
+    total = math.prod(math.comb(len(a), k) for a, k in parts) if parts else 0
+    if total == 0:
+        return PermutationLogrank(o_minus_e=o_e, variance=float(var), p_greater=1.0, p_less=1.0, enumerated=True)
+    enumerated = total <= PERMUTATIONS
+    if enumerated:
+        dist = np.zeros(1)
+        for a, k in parts:
+            sums = a[_subsets(len(a), k)].sum(axis=1)
+            dist = (dist[:, None] + sums[None, :]).ravel()
+    else:
+        rng = np.random.default_rng(0)
+        dist = np.zeros(PERMUTATIONS)
+        for a, k in parts:
+            idx = np.argsort(rng.random((PERMUTATIONS, len(a))), axis=1)[:, :k]
+            dist += a[idx].sum(axis=1)
+    tol = 1e-9 * max(1.0, abs(o_e))
+    return PermutationLogrank(o_minus_e=o_e, variance=float(var), p_greater=float(np.mean(dist >= o_e - tol)),
+                              p_less=float(np.mean(dist <= o_e + tol)), enumerated=enumerated)

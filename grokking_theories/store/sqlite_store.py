@@ -2,9 +2,9 @@
 
 Layout of a store rooted at ``root``::
 
-    root/index.sqlite            runs + metrics (WAL mode)
-    root/checkpoints/<id>.pt     parameter checkpoints, one file per run
-    root/store.lock              flock'ed by the one writing driver; holds its pid
+    root/index.sqlite            runs, logged metrics, probe rows (WAL mode; schema: store/schema.py)
+    root/checkpoints/<id>.pt     parameter checkpoints, one file per run (store/checkpoints.py)
+    root/store.lock              flock'ed by the one writing driver; holds its pid (store/lock.py)
 
 A run *is* its canonical config (:func:`grokking_theories.config.run_id`), so
 studies that ask for the same run share its row, and a driver that is
@@ -19,54 +19,40 @@ checkpoint rename and the commit leaves a checkpoint whose sha256 does not
 match the recorded one; :meth:`RunStore.load_checkpoints` reports that as a
 :class:`~grokking_theories.errors.CorruptCheckpointError` instead of silently
 returning parameters that belong to another attempt.
+
+Probe rows (schema version 2): offline measures computed from a run's stored
+checkpoint (:mod:`grokking_theories.probes.stage`) are kept in their own
+tables, each (run, probe) with the probe version and the checkpoint sha256 it
+was computed from (:meth:`RunStore.write_probe`, :meth:`RunStore.probe_state`),
+and :meth:`RunStore.metrics_table` returns them with the logged rows in one
+tidy table. A retrain (:meth:`RunStore.write_result`) drops them.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import errno
-import fcntl
 import hashlib
-import io
 import json
-import os
 import sqlite3
-import tempfile
 import time
-import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional, Union
 
 import numpy as np
 import pandas as pd
 
-from ..config import SECTIONS, RunConfig, canonical_json, from_dict
+from ..config import RunConfig, canonical_json, from_dict
 from ..config import run_id as config_run_id
-from ..errors import CorruptCheckpointError, StoreError, StoreLockedError
+from ..errors import StoreError
+from .checkpoints import atomic_write, read_verified, serialise_checkpoint
+from .lock import acquire_lock, release_lock
+from .rows import METRIC_COLUMNS, config_frame, dump_summary, metric_columns
+from .schema import PROBE_TABLES_VERSION, SCHEMA_VERSION, check_readable, create_or_migrate
 
-SCHEMA_VERSION = 1
+__all__ = ["FINISHED_STATUSES", "METRIC_COLUMNS", "RESULT_STATUSES", "SCHEMA_VERSION", "RunStore"]
+
 FINISHED_STATUSES = ("complete", "diverged")
 RESULT_STATUSES = ("complete", "diverged", "failed")
-METRIC_COLUMNS = ("step", "metric", "value")
-
-_SCHEMA = (
-    """CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY,
-        config_json TEXT NOT NULL,
-        status TEXT NOT NULL,
-        summary_json TEXT,
-        wall_time REAL,
-        device TEXT,
-        checkpoint_sha256 TEXT,
-        updated REAL
-    )""",
-    # value may be NULL: SQLite stores NaN (a diverged loss) as NULL; it reads back as NaN.
-    "CREATE TABLE metrics (run_id TEXT NOT NULL, step INTEGER NOT NULL, metric TEXT NOT NULL, value REAL)",
-    # UNIQUE both serves the (run, metric, step) reads in sorted order and enforces the tidy
-    # table's "one row per (run, step, metric)" inside the write transaction.
-    "CREATE UNIQUE INDEX metrics_run_metric_step ON metrics (run_id, metric, step)",
-    "CREATE INDEX runs_status ON runs (status)",
-)
 
 _UPSERT_RUN = """
 INSERT INTO runs (run_id, config_json, status, summary_json, wall_time, device, checkpoint_sha256, updated)
@@ -80,29 +66,16 @@ ON CONFLICT (run_id) DO UPDATE SET
     updated = excluded.updated
 """
 
-# pandas dtype of each config column, from the dataclass annotations, so the
-# tidy tables have the same dtypes whatever mix of values a store holds (an
-# all-None ``fixed_norm`` column is float64 NaN, not object).
-_ANNOTATION_DTYPES = {
-    "int": "int64",
-    "float": "float64",
-    "str": "str",
-    "bool": "bool",
-    "Optional[float]": "float64",
-    "Optional[int]": "Int64",
-    "Optional[str]": "str",
-}
+_UPSERT_PROBE_RUN = """
+INSERT INTO probe_runs (run_id, probe, version, checkpoint_sha256, updated) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (run_id, probe) DO UPDATE SET
+    version = excluded.version,
+    checkpoint_sha256 = excluded.checkpoint_sha256,
+    updated = excluded.updated
+"""
 
-
-def _config_dtypes() -> dict[str, str]:
-    out: dict[str, str] = {}
-    for cls in SECTIONS.values():
-        for f in dataclasses.fields(cls):
-            dtype = _ANNOTATION_DTYPES.get(str(f.type))
-            if dtype is not None:
-                out[f.name] = dtype
-    out["seed"] = "int64"
-    return out
+#: ``probes=`` of :meth:`RunStore.metrics_table`: all, none, these names, or these names at these versions.
+ProbeSelection = Union[bool, str, Iterable[str], Mapping[str, int]]
 
 
 def _now() -> float:
@@ -111,7 +84,7 @@ def _now() -> float:
 
 
 class RunStore:
-    """Persistent store of runs: configs, statuses, tidy metrics and checkpoints.
+    """Persistent store of runs: configs, statuses, tidy metrics, probe rows and checkpoints.
 
     Parameters
     ----------
@@ -129,10 +102,18 @@ class RunStore:
         ``RunStore`` in this process) holds ``<root>/store.lock``.
     StoreError
         ``readonly=True`` and the store does not exist, or ``index.sqlite`` is
-        corrupt, unreadable or of another schema version.
+        corrupt, unreadable or of an unknown schema version.
 
     Notes
     -----
+    Schema versions (:mod:`grokking_theories.store.schema`): a writer that
+    opens a version-1 index (no probe tables) migrates it to version 2 in one
+    transaction, keeping every run and metric row. A read-only store reads a
+    version-1 index as it is, without migrating (it cannot write): its probe
+    tables count as empty, so :meth:`probe_state` is ``{}`` and
+    :meth:`metrics_table` has only logged rows; :attr:`schema_version` says
+    which version was found.
+
     One writer at a time is enforced with ``fcntl.flock``, which belongs to
     the open file description: a second writer in the same process is refused
     just like one in another process. A forked child shares the parent's
@@ -146,6 +127,8 @@ class RunStore:
         self.index_path = self.root / "index.sqlite"
         self.checkpoint_dir = self.root / "checkpoints"
         self.lock_path = self.root / "store.lock"
+        #: Schema version of the index as found on opening (a writer has migrated it to SCHEMA_VERSION).
+        self.opened_version: Optional[int] = None
         self._lock_fd: Optional[int] = None
         self._conn: Optional[sqlite3.Connection] = None
         if self.readonly:
@@ -157,7 +140,7 @@ class RunStore:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create run store {self.root}: {exc}") from exc
-        self._acquire_lock()
+        self._lock_fd = acquire_lock(self.lock_path, self.root)
         try:
             self._conn = self._connect(readonly=False)
         except BaseException:
@@ -189,37 +172,10 @@ class RunStore:
         mode = "readonly" if self.readonly else "writer"
         return f"RunStore({str(self.root)!r}, {mode})"
 
-    def _acquire_lock(self) -> None:
-        # O_RDWR without O_TRUNC: a refused opener must not wipe the holder's pid.
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = ""
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                with contextlib.suppress(OSError):
-                    holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-            os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StoreError(f"cannot lock run store {self.root}: {exc}") from exc
-            who = f"pid {holder}" if holder else "pid unknown"
-            raise StoreLockedError(
-                f"run store {self.root} is in use by another driver ({who}); "
-                f"wait for it to finish or use another --out"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        self._lock_fd = fd
-
     def _release_lock(self) -> None:
         fd, self._lock_fd = self._lock_fd, None
-        if fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)  # no stale pid for the next reader of the lock file
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-        # The lock file itself stays: unlinking it would let two drivers lock two different inodes.
+        if fd is not None:
+            release_lock(fd)
 
     def _connect(self, *, readonly: bool) -> sqlite3.Connection:
         try:
@@ -238,47 +194,32 @@ class RunStore:
                 # Any query makes SQLite read the header: a non-database file fails here.
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if readonly:
-                    self._check_version(version)
+                    check_readable(version, self.index_path, readonly=True)
                 else:
                     # WAL lets read-only stores (reports, a second terminal) read while we write.
                     conn.execute("PRAGMA journal_mode=WAL")
                     # FULL: a committed run survives power loss; one fsync per run is negligible.
                     conn.execute("PRAGMA synchronous=FULL")
-                    self._init_schema(conn)
+                    version = create_or_migrate(conn, self.index_path)
+                self.opened_version = version
         except BaseException:
             self._conn = None
             conn.close()
             raise
         return conn
 
-    def _check_version(self, version: int) -> None:
-        if version == SCHEMA_VERSION:
-            return
-        if version == 0:
-            raise StoreError(f"{self.index_path} is not an initialised run store index")
-        raise StoreError(
-            f"run store index {self.index_path} has schema version {version}; "
-            f"this code reads version {SCHEMA_VERSION}"
-        )
+    @property
+    def schema_version(self) -> int:
+        """Schema version of the index now (a writer always sees SCHEMA_VERSION)."""
+        conn = self._connection()
+        with self._db("reading the schema version"):
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
-    def _init_schema(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-                if tables:
-                    raise StoreError(f"{self.index_path} is an SQLite file but not a run store index")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            else:
-                self._check_version(version)
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    @staticmethod
+    def _has_probe_tables(conn: sqlite3.Connection) -> bool:
+        # Read inside the caller's snapshot: a reader of a version-1 index sees the probe tables as soon
+        # as a writer has migrated it.
+        return conn.execute("PRAGMA user_version").fetchone()[0] >= PROBE_TABLES_VERSION
 
     # ------------------------------------------------------------------ sqlite helpers
 
@@ -438,9 +379,11 @@ class RunStore:
         -----
         The checkpoint is written first, atomically (temp file in the same
         directory, fsync, ``os.replace``). Then one SQLite transaction deletes
-        the run's old metric rows, inserts the new ones and sets status,
-        summary, wall time, device and checkpoint sha256, so a crash never
-        leaves a ``'complete'`` run without its rows.
+        the run's old metric rows and every probe row computed on its old
+        checkpoint (``probe_metrics`` and ``probe_runs``), inserts the new
+        metric rows and sets status, summary, wall time, device and checkpoint
+        sha256, so a crash never leaves a ``'complete'`` run without its rows,
+        nor probe rows of another attempt.
         """
         self._require_writer("write_result")
         _check_config(config)
@@ -449,11 +392,11 @@ class RunStore:
         rid = config_run_id(config)
         cfg_json = canonical_json(config)
         # Validate and convert every input before touching disk: bad input must change nothing.
-        steps, names, values = _metric_columns(metrics, rid)
-        summary_json = None if summary is None else _dump_summary(summary, rid)
+        steps, names, values = metric_columns(metrics, rid)
+        summary_json = None if summary is None else dump_summary(summary, rid)
         wall_time = None if wall_time is None else float(wall_time)
         device = None if device is None else str(device)
-        blob = None if checkpoint is None else _serialise_checkpoint(checkpoint, rid)
+        blob = None if checkpoint is None else serialise_checkpoint(checkpoint, rid)
 
         stored = self._query("SELECT config_json FROM runs WHERE run_id = ?", (rid,))
         if stored and stored[0][0] != cfg_json:
@@ -466,12 +409,15 @@ class RunStore:
         sha = None
         if blob is not None:
             sha = hashlib.sha256(blob).hexdigest()
-            _atomic_write(path, blob)
+            atomic_write(path, blob)
 
         rows = list(zip([rid] * len(names), steps.tolist(), names, values.tolist()))
         try:
             with self._transaction(f"writing the result of run {rid}") as conn:
                 conn.execute("DELETE FROM metrics WHERE run_id = ?", (rid,))
+                # a retrain invalidates whatever probes computed on the old checkpoint
+                conn.execute("DELETE FROM probe_metrics WHERE run_id = ?", (rid,))
+                conn.execute("DELETE FROM probe_runs WHERE run_id = ?", (rid,))
                 conn.executemany("INSERT INTO metrics (run_id, step, metric, value) VALUES (?, ?, ?, ?)", rows)
                 conn.execute(_UPSERT_RUN, (rid, cfg_json, status, summary_json, wall_time, device, sha, _now()))
         except sqlite3.IntegrityError as exc:
@@ -488,6 +434,33 @@ class RunStore:
     def checkpoint_path(self, run_id: str) -> Path:
         """Where the checkpoint of ``run_id`` lives (whether or not it exists)."""
         return self.checkpoint_dir / f"{run_id}.pt"
+
+    def checkpoint_shas(self, run_ids=None) -> dict[str, Optional[str]]:
+        """Recorded checkpoint sha256 of runs (None: the run kept no checkpoint).
+
+        Parameters
+        ----------
+        run_ids : iterable of str, optional
+            Default: every run of the store.
+
+        Raises
+        ------
+        StoreError
+            A requested run id is not in the store.
+        """
+        if isinstance(run_ids, str):
+            run_ids = [run_ids]
+        if run_ids is None:
+            rows = self._query("SELECT run_id, checkpoint_sha256 FROM runs ORDER BY run_id")
+            return dict(rows)
+        wanted = sorted({str(r) for r in run_ids})
+        rows = self._query(
+            "SELECT run_id, checkpoint_sha256 FROM runs WHERE run_id IN (SELECT value FROM json_each(?))"
+            " ORDER BY run_id",
+            (json.dumps(wanted),),
+        )
+        self._require_known(wanted, {r[0] for r in rows})
+        return dict(rows)
 
     def load_checkpoints(self, run_id: str) -> dict:
         """Load a run's checkpoint, verified against its recorded sha256.
@@ -512,36 +485,130 @@ class RunStore:
         expected = rows[0][0]
         if expected is None:
             raise StoreError(f"run {run_id} in run store {self.root} has no recorded checkpoint")
-        path = self.checkpoint_path(run_id)
-        try:
-            blob = path.read_bytes()
-        except FileNotFoundError:
-            raise CorruptCheckpointError(f"checkpoint file {path} of run {run_id} is missing") from None
-        except OSError as exc:
-            raise CorruptCheckpointError(f"checkpoint file {path} of run {run_id} cannot be read: {exc}") from exc
-        actual = hashlib.sha256(blob).hexdigest()
-        if actual != expected:
-            # Never parse bytes known to be wrong; just say what kind of wrong.
-            if not zipfile.is_zipfile(io.BytesIO(blob)):
-                what = "is truncated or not a torch file (no zip end record)"
-            else:
-                what = "was modified or replaced after it was recorded"
-            raise CorruptCheckpointError(
-                f"checkpoint file {path} of run {run_id} {what}: {len(blob)} bytes, "
-                f"sha256 {actual} but the store recorded {expected}"
-            )
-        import torch  # lazily: index-only users (reports, status) need not import torch
+        return read_verified(self.checkpoint_path(run_id), run_id, expected)
 
+    def _require_known(self, wanted, found) -> None:
+        missing = sorted(set(wanted) - set(found))
+        if missing:
+            raise StoreError(f"run store {self.root} has no run(s) {', '.join(missing[:5])}")
+
+    # ------------------------------------------------------------------ probes
+
+    def write_probe(self, run_id: str, probe: str, version: int, rows, *,
+                    checkpoint_sha256: Optional[str] = None) -> None:
+        """Store what one probe computed from one run's checkpoint, replacing its earlier rows.
+
+        Parameters
+        ----------
+        run_id : str
+            A run of the store that has a recorded checkpoint.
+        probe : str
+            The probe's name (:attr:`grokking_theories.probes.stage.Probe.name`).
+        version : int
+            The probe's version; recorded with the run's current checkpoint sha256, so that
+            :func:`~grokking_theories.probes.stage.run_probes` recomputes only when either changes.
+        rows : iterable of (int, str, float) or pandas.DataFrame
+            Tidy rows ``(step, metric, value)`` as for :meth:`write_result`; may be empty
+            (the probe has nothing to say about this run, and that is recorded too).
+        checkpoint_sha256 : str, optional
+            The sha256 of the checkpoint the rows were computed from; if given it must still be the
+            run's recorded one (else StoreError: the run was retrained meanwhile).
+
+        Raises
+        ------
+        ValueError
+            Malformed rows, a duplicate ``(step, metric)``, or a ``(step, metric)`` the run already
+            holds as a logged metric or as a row of another probe (the message names both). Nothing
+            is written.
+        StoreError
+            Read-only store, unknown run, a run without a checkpoint, or a changed checkpoint.
+
+        Notes
+        -----
+        One transaction: the probe's old rows for the run are deleted, the new ones inserted and
+        ``probe_runs`` records (version, checkpoint sha256), or nothing changes.
+        """
+        self._require_writer("write_probe")
+        if not isinstance(probe, str) or not probe:
+            raise ValueError(f"probe name must be a non-empty str, got {probe!r}")
+        if isinstance(version, bool) or not isinstance(version, (int, np.integer)):
+            raise ValueError(f"probe {probe!r}: version must be an int, got {version!r}")
+        version = int(version)
+        steps, names, values = metric_columns(rows, run_id)
+        data = list(zip([run_id] * len(names), [probe] * len(names), steps.tolist(), names, values.tolist()))
+        wanted = sorted(set(names))
         try:
-            obj = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CorruptCheckpointError(
-                f"checkpoint file {path} of run {run_id} is unreadable: {type(exc).__name__}: {exc}"
-            ) from exc
-        problem = _checkpoint_problem(obj)
-        if problem:
-            raise CorruptCheckpointError(f"checkpoint file {path} of run {run_id} is malformed: {problem}")
-        return obj
+            with self._transaction(f"writing probe {probe!r} of run {run_id}") as conn:
+                found = conn.execute("SELECT checkpoint_sha256 FROM runs WHERE run_id = ?", (run_id,)).fetchall()
+                if not found:
+                    raise StoreError(f"no run {run_id!r} in run store {self.root}")
+                sha = found[0][0]
+                if sha is None:
+                    raise StoreError(f"run {run_id} in run store {self.root} has no recorded checkpoint; "
+                                     f"probe {probe!r} has nothing to be computed from")
+                if checkpoint_sha256 is not None and checkpoint_sha256 != sha:
+                    raise StoreError(f"run {run_id} in run store {self.root}: its checkpoint changed (sha256 "
+                                     f"{sha}) since probe {probe!r} read it ({checkpoint_sha256}); nothing written")
+                if wanted:
+                    self._refuse_clashes(conn, run_id, probe, steps, names, wanted)
+                conn.execute("DELETE FROM probe_metrics WHERE run_id = ? AND probe = ?", (run_id, probe))
+                conn.executemany(
+                    "INSERT INTO probe_metrics (run_id, probe, step, metric, value) VALUES (?, ?, ?, ?, ?)", data)
+                conn.execute(_UPSERT_PROBE_RUN, (run_id, probe, version, sha, _now()))
+        except sqlite3.IntegrityError as exc:
+            frame = pd.DataFrame({"step": steps, "metric": names})
+            dups = frame[frame.duplicated(keep=False)].drop_duplicates().head(3)
+            example = ", ".join(f"(step={s}, metric={m!r})" for s, m in zip(dups.step, dups.metric))
+            raise ValueError(f"run {run_id}, probe {probe!r}: duplicate rows {example} ({exc}); "
+                             "nothing was written") from exc
+
+    def _refuse_clashes(self, conn, run_id: str, probe: str, steps, names, wanted) -> None:
+        """ValueError if a (step, metric) of the new probe rows is already logged or another probe's."""
+        new = set(zip(steps.tolist(), names))
+        names_json = json.dumps(wanted)
+        logged = conn.execute(
+            "SELECT step, metric FROM metrics WHERE run_id = ? AND metric IN (SELECT value FROM json_each(?))",
+            (run_id, names_json)).fetchall()
+        for step, metric in logged:
+            if (step, metric) in new:
+                raise ValueError(f"run {run_id}: probe {probe!r} writes metric {metric!r} at step {step}, which "
+                                 "the trainer logged for this run; a probe must not shadow a logged metric "
+                                 "(rename the probe's metric); nothing was written")
+        others = conn.execute(
+            "SELECT probe, step, metric FROM probe_metrics WHERE run_id = ? AND probe != ?"
+            " AND metric IN (SELECT value FROM json_each(?))", (run_id, probe, names_json)).fetchall()
+        for other, step, metric in others:
+            if (step, metric) in new:
+                raise ValueError(f"run {run_id}: probe {probe!r} writes metric {metric!r} at step {step}, which "
+                                 f"probe {other!r} already wrote; two probes must not write the same metric; "
+                                 "nothing was written")
+
+    def probe_state(self, run_ids=None) -> dict[tuple[str, str], tuple[int, str]]:
+        """What probes have computed: ``(run_id, probe) -> (version, checkpoint sha256)``.
+
+        Parameters
+        ----------
+        run_ids : iterable of str, optional
+            Default: every run. Unknown ids simply have no entries.
+
+        Returns
+        -------
+        dict
+            Empty for a version-1 index opened read-only (it has no probe tables).
+        """
+        if isinstance(run_ids, str):
+            run_ids = [run_ids]
+        with self._snapshot("reading probe state") as conn:
+            if not self._has_probe_tables(conn):
+                return {}
+            if run_ids is None:
+                rows = conn.execute("SELECT run_id, probe, version, checkpoint_sha256 FROM probe_runs").fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT run_id, probe, version, checkpoint_sha256 FROM probe_runs"
+                    " WHERE run_id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(sorted({str(r) for r in run_ids})),)).fetchall()
+        return {(r[0], r[1]): (int(r[2]), r[3]) for r in sorted(rows)}
 
     # ------------------------------------------------------------------ tables
 
@@ -567,7 +634,7 @@ class RunStore:
                 "device": pd.Series([r[3] for r in rows], dtype="str"),
             }
         )
-        config = _config_frame([r[4] for r in rows])
+        config = config_frame([r[4] for r in rows])
         summaries = [json.loads(r[5]) if r[5] else {} for r in rows]
         keys = sorted({k for s in summaries for k in s})
         summary = pd.DataFrame(
@@ -577,8 +644,8 @@ class RunStore:
         summary = summary.infer_objects()
         return pd.concat([base, config, summary], axis=1)
 
-    def metrics_table(self, run_ids=None, metrics=None) -> pd.DataFrame:
-        """The tidy long-form metrics table every analysis reads.
+    def metrics_table(self, run_ids=None, metrics=None, *, probes: ProbeSelection = True) -> pd.DataFrame:
+        """The tidy long-form metrics table every analysis reads: logged rows plus probe rows.
 
         Parameters
         ----------
@@ -587,29 +654,49 @@ class RunStore:
             (``'complete'`` or ``'diverged'``) run.
         metrics : iterable of str, optional
             Metric names to include. Default: all.
+        probes : bool, str, iterable of str, or mapping of str to int, default True
+            Which probe rows (:meth:`write_probe`) join the logged rows.
+            ``True``: every probe's; ``False``: none (the logged rows only);
+            names: only those probes'; ``{name: version}``: only those probes'
+            rows computed by exactly that version (rows of another version
+            are left out, as if not computed). Probe rows always belong to
+            the run's current checkpoint (a retrain drops them).
 
         Returns
         -------
         pandas.DataFrame
             Columns ``run_id, status, <flat config columns>, step (int64),
             metric (str), value (float64)``; one row per (run, step, metric),
-            sorted by run_id, metric, step.
+            sorted by run_id, metric, step. Probe rows look exactly like
+            logged ones.
 
         Raises
         ------
         StoreError
-            A requested run id is not in the store.
+            A requested run id is not in the store, or a (run, step, metric)
+            is both a logged row and a probe row, or rows of two probes (the
+            message names both).
         """
         if isinstance(run_ids, str):
             run_ids = [run_ids]
         if isinstance(metrics, str):
             metrics = [metrics]
+        probe_names, probe_versions = _probe_selection(probes)
         # Sets are passed as one JSON parameter (json_each): no limit on host parameters.
         metric_filter, metric_params = "", []
         if metrics is not None:
             metric_filter = " AND m.metric IN (SELECT value FROM json_each(?))"
             metric_params = [json.dumps(sorted({str(m) for m in metrics}))]
+        probe_filter, probe_params = "", []
+        if probe_names is not None:
+            probe_filter = " AND m.probe IN (SELECT value FROM json_each(?))"
+            probe_params = [json.dumps(sorted(probe_names))]
+        probe_sql = ("SELECT m.run_id, m.step, m.metric, m.value, m.probe, pr.version FROM probe_metrics m"
+                     " JOIN probe_runs pr ON pr.run_id = m.run_id AND pr.probe = m.probe"
+                     " JOIN runs r ON r.run_id = m.run_id AND r.checkpoint_sha256 = pr.checkpoint_sha256")
+        probe_rows: list = []
         with self._snapshot("reading metrics") as conn:
+            with_probes = probe_names != set() and self._has_probe_tables(conn)
             if run_ids is None:
                 marks = ",".join("?" * len(FINISHED_STATUSES))
                 runs = conn.execute(
@@ -621,6 +708,11 @@ class RunStore:
                     f" WHERE r.status IN ({marks}){metric_filter} ORDER BY m.run_id, m.metric, m.step",
                     [*FINISHED_STATUSES, *metric_params],
                 ).fetchall()
+                if with_probes:
+                    probe_rows = conn.execute(
+                        f"{probe_sql} WHERE r.status IN ({marks}){metric_filter}{probe_filter}",
+                        [*FINISHED_STATUSES, *metric_params, *probe_params],
+                    ).fetchall()
             else:
                 wanted = sorted({str(r) for r in run_ids})
                 ids_json = json.dumps(wanted)
@@ -629,15 +721,23 @@ class RunStore:
                     " WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY run_id",
                     (ids_json,),
                 ).fetchall()
-                missing = sorted(set(wanted) - {r[0] for r in runs})
-                if missing:
-                    raise StoreError(f"run store {self.root} has no run(s) {', '.join(missing[:5])}")
+                self._require_known(wanted, {r[0] for r in runs})
                 data = conn.execute(
                     "SELECT m.run_id, m.step, m.metric, m.value FROM metrics m"
                     f" WHERE m.run_id IN (SELECT value FROM json_each(?)){metric_filter}"
                     " ORDER BY m.run_id, m.metric, m.step",
                     [ids_json, *metric_params],
                 ).fetchall()
+                if with_probes:
+                    probe_rows = conn.execute(
+                        f"{probe_sql} WHERE m.run_id IN (SELECT value FROM json_each(?)){metric_filter}{probe_filter}",
+                        [ids_json, *metric_params, *probe_params],
+                    ).fetchall()
+        if probe_versions is not None:
+            probe_rows = [d for d in probe_rows if probe_versions.get(d[4]) == d[5]]
+        if probe_rows:
+            _refuse_read_clashes(data, probe_rows)
+            data = sorted([d[:4] for d in data] + [d[:4] for d in probe_rows], key=lambda d: (d[0], d[2], d[1]))
         long = pd.DataFrame(
             {
                 "run_id": pd.Series([d[0] for d in data], dtype="str"),
@@ -656,7 +756,7 @@ class RunStore:
                         "status": pd.Series([r[1] for r in runs], dtype="str"),
                     }
                 ),
-                _config_frame([r[2] for r in runs]),
+                config_frame([r[2] for r in runs]),
             ],
             axis=1,
         )
@@ -673,156 +773,37 @@ def _check_config(config) -> None:
         raise TypeError(f"expected a RunConfig, got {type(config).__name__}")
 
 
-def _config_frame(config_jsons: list[str]) -> pd.DataFrame:
-    """Flat config columns for a list of stored config JSON strings, with stable dtypes."""
-    flats = [from_dict(json.loads(c)).flat() for c in config_jsons]
-    names = list(RunConfig().flat())
-    frame = pd.DataFrame({name: [f[name] for f in flats] for name in names})
-    for name, dtype in _config_dtypes().items():
-        if name in frame:
-            frame[name] = frame[name].astype(dtype)
-    return frame
+def _probe_selection(probes) -> tuple[Optional[set], Optional[dict]]:
+    """(names or None for all, {name: version} or None) of a ``probes=`` argument of metrics_table."""
+    if probes is True:
+        return None, None
+    if probes is False or probes is None:
+        return set(), None
+    if isinstance(probes, str):
+        return {probes}, None
+    if isinstance(probes, Mapping):
+        versions = {}
+        for name, version in probes.items():
+            if not isinstance(name, str) or isinstance(version, bool) or not isinstance(version, (int, np.integer)):
+                raise TypeError(f"probes= mapping must be probe name -> int version, got {name!r}: {version!r}")
+            versions[name] = int(version)
+        return set(versions), versions
+    names = set()
+    for name in probes:
+        if not isinstance(name, str):
+            raise TypeError(f"probes= must be a bool, probe names or a name -> version mapping; got {name!r}")
+        names.add(name)
+    return names, None
 
 
-def _metric_columns(metrics, rid: str) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Validate metric rows and return (steps int64, names, values float64)."""
-    if isinstance(metrics, pd.DataFrame):
-        missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
-        if missing:
-            raise ValueError(f"run {rid}: metrics frame lacks column(s) {missing}; needs {list(METRIC_COLUMNS)}")
-        steps_raw = metrics["step"].to_numpy()
-        names = metrics["metric"].tolist()
-        values_raw = metrics["value"].to_numpy()
-    else:
-        rows = list(metrics)
-        for row in rows:
-            if len(row) != 3:
-                raise ValueError(f"run {rid}: metric rows must be (step, metric, value), got {row!r}")
-        steps_raw = np.asarray([r[0] for r in rows])
-        names = [r[1] for r in rows]
-        values_raw = [r[2] for r in rows]
-    if len(names) == 0:
-        return np.zeros(0, dtype=np.int64), [], np.zeros(0, dtype=np.float64)
-
-    bad_names = [n for n in names if not isinstance(n, str)]
-    if bad_names:
-        raise ValueError(f"run {rid}: metric names must be str, got {bad_names[0]!r}")
-    steps_raw = np.asarray(steps_raw)
-    if steps_raw.dtype.kind in "iu":
-        steps = steps_raw.astype(np.int64)
-    else:
-        try:
-            as_float = steps_raw.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"run {rid}: metric steps must be integers ({exc})") from exc
-        if steps_raw.dtype.kind == "b" or not np.all(np.isfinite(as_float)) or np.any(as_float != np.round(as_float)):
-            raise ValueError(f"run {rid}: metric steps must be integers, got dtype {steps_raw.dtype}")
-        steps = as_float.astype(np.int64)
-    raw = np.asarray(values_raw)
-    # Reject text outright: numpy would silently parse "0.5", hiding a column mix-up.
-    if raw.dtype.kind in "US" or (raw.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in raw.ravel())):
-        raise ValueError(f"run {rid}: metric values must be numeric, got text")
-    try:
-        values = raw.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"run {rid}: metric values must be numeric ({exc})") from exc
-    if values.shape != (len(names),) or steps.shape != (len(names),):
-        raise ValueError(f"run {rid}: metric steps, names and values must be 1-d and of equal length")
-    return steps, names, values
-
-
-def _json_default(obj: Any):
-    # numpy and torch scalars are what summaries are usually made of.
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    item = getattr(obj, "item", None)
-    if callable(item) and getattr(obj, "numel", lambda: 0)() == 1:
-        return item()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def _dump_summary(summary: dict, rid: str) -> str:
-    if not isinstance(summary, dict):
-        raise ValueError(f"run {rid}: summary must be a dict, got {type(summary).__name__}")
-    try:
-        return json.dumps(summary, sort_keys=True, default=_json_default)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"run {rid}: summary is not JSON serialisable: {exc}") from exc
-
-
-def _checkpoint_problem(obj) -> Optional[str]:
-    """Why ``obj`` is not a valid checkpoint dict, or None."""
-    import torch
-
-    if not isinstance(obj, dict) or set(obj) != {"steps", "params"}:
-        keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-        return f"expected a dict with keys 'steps' and 'params', got {keys}"
-    steps, params = obj["steps"], obj["params"]
-    if not isinstance(steps, torch.Tensor) or steps.ndim != 1 or steps.dtype != torch.int64:
-        return "'steps' must be a 1-d int64 tensor"
-    if not isinstance(params, dict):
-        return "'params' must be a dict of tensors"
-    n = steps.shape[0]
-    for name, tensor in params.items():
-        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
-            return f"params entry {name!r} is not a named tensor"
-        if not tensor.is_floating_point():
-            return f"params[{name!r}] has dtype {tensor.dtype}, expected floating point"
-        if tensor.ndim < 1 or tensor.shape[0] != n:
-            return f"params[{name!r}] has shape {tuple(tensor.shape)}, expected leading dim {n} (one per step)"
-    return None
-
-
-def _serialise_checkpoint(checkpoint, rid: str) -> bytes:
-    import torch
-
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("steps"), torch.Tensor):
-        raise ValueError(f"run {rid}: checkpoint must be {{'steps': LongTensor, 'params': {{name: tensor}}}}")
-    steps = checkpoint["steps"]
-    if steps.dtype.is_floating_point or steps.dtype.is_complex or steps.dtype == torch.bool:
-        raise ValueError(f"run {rid}: checkpoint 'steps' must be an integer tensor, got {steps.dtype}")
-    params = checkpoint.get("params")
-    if not isinstance(params, dict):
-        raise ValueError(f"run {rid}: checkpoint 'params' must be a dict of tensors")
-    # detach/cpu/contiguous/clone: a slice of an ensemble tensor would otherwise drag the
-    # whole shared storage (every member) into this run's file.
-    clean = {
-        "steps": steps.detach().to("cpu", torch.int64).contiguous().clone(),
-        "params": {
-            name: (t.detach().cpu().contiguous().clone() if isinstance(t, torch.Tensor) else t)
-            for name, t in params.items()
-        },
-    }
-    extra = set(checkpoint) - {"steps", "params"}
-    if extra:
-        raise ValueError(f"run {rid}: unexpected checkpoint keys {sorted(extra)}")
-    problem = _checkpoint_problem(clean)
-    if problem:
-        raise ValueError(f"run {rid}: bad checkpoint: {problem}")
-    buf = io.BytesIO()
-    torch.save(clean, buf)
-    return buf.getvalue()
-
-
-def _atomic_write(path: Path, blob: bytes) -> None:
-    """Write ``blob`` to ``path`` so that readers see the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    # fsync the directory so the rename itself survives a crash.
-    with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+def _refuse_read_clashes(logged: list, probe_rows: list) -> None:
+    """StoreError naming both sources if a (run, step, metric) comes from two places."""
+    seen: dict[tuple, str] = {}
+    for d in logged:
+        seen[(d[0], d[1], d[2])] = "the trainer's logged metrics"
+    for d in probe_rows:
+        key = (d[0], d[1], d[2])
+        if key in seen:
+            raise StoreError(f"run {d[0]}, step {d[1]}: metric {d[2]!r} is in both {seen[key]} and the rows of "
+                             f"probe {d[4]!r}; the tidy table must have one row per (run, step, metric)")
+        seen[key] = f"the rows of probe {d[4]!r}"

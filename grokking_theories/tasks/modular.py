@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..config import OPS, TaskConfig, did_you_mean
+from ..config import OPS, TaskConfig
 from ..errors import ConfigError
 
 

@@ -17,6 +17,17 @@ def palette(n: int):
     return sns.color_palette("viridis", max(n, 1))
 
 
+def seeds_and_mean(ax, rows, *, color, label=None):
+    """One metric's rows (several runs): each run a faded thin line, the mean over runs bold."""
+    for _, g in rows.groupby("run_id"):
+        g = g.sort_values("step")
+        ax.plot(np.maximum(g["step"], 1), g["value"], color=color, alpha=0.25, lw=0.8)
+    # a run that stopped early (after grokking) keeps its last value, so the mean does not jump
+    wide = rows.pivot_table(index="step", columns="run_id", values="value").sort_index().ffill()
+    mean = wide.mean(axis=1)
+    ax.plot(np.maximum(mean.index, 1), mean.values, color=color, lw=2.0, label=label)
+
+
 def curves_by(ax, table, metric: str, by: str, *, label_fmt="{}", mean_only_legend=True):
     """Seeds as faded thin lines, the mean over seeds bold, one colour per value of ``by``."""
     rows = table[table["metric"] == metric]
@@ -24,14 +35,7 @@ def curves_by(ax, table, metric: str, by: str, *, label_fmt="{}", mean_only_lege
         return
     levels = sorted(rows[by].dropna().unique())
     for colour, level in zip(palette(len(levels)), levels):
-        sub = rows[rows[by] == level]
-        for _, g in sub.groupby("run_id"):
-            g = g.sort_values("step")
-            ax.plot(np.maximum(g["step"], 1), g["value"], color=colour, alpha=0.25, lw=0.8)
-        # a run that stopped early (after grokking) keeps its last value, so the mean does not jump
-        wide = sub.pivot_table(index="step", columns="run_id", values="value").sort_index().ffill()
-        mean = wide.mean(axis=1)
-        ax.plot(np.maximum(mean.index, 1), mean.values, color=colour, lw=2.0, label=label_fmt.format(level))
+        seeds_and_mean(ax, rows[rows[by] == level], color=colour, label=label_fmt.format(level))
     ax.set_xscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel(metric)

@@ -40,6 +40,12 @@ class Family:
     figures : tuple of callable
         ``figure(table) -> matplotlib Figure or None``: figures the report
         shows for this family (None when the table lacks what it draws).
+    probes : tuple of str
+        Names of the registered probes (:mod:`grokking_theories.probes.stage`)
+        whose metrics its predictions or figures read. The study driver runs
+        them on the stored checkpoints after training and the report reads
+        their stored rows; ``check_family`` accepts a prediction's metric
+        only if the trainer logs it or a declared probe writes it.
     """
 
     name: str
@@ -49,6 +55,7 @@ class Family:
     study: str = ""
     predictions: tuple = ()
     figures: tuple = field(default=())
+    probes: tuple = ()
 
     def sweep(self, scale: str = "quick"):
         """The family's runs as a :class:`~grokking_theories.studies.Study`."""

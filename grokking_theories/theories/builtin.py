@@ -2,3 +2,4 @@
 from . import sharpness  # noqa: F401
 from . import goldilocks  # noqa: F401
 from . import weight_decay  # noqa: F401
+from . import circuits  # noqa: F401

@@ -63,3 +63,20 @@ def concat(frames):
     import pandas as pd
 
     return pd.concat(list(frames), ignore_index=True)
+
+
+def table_of_runs(runs):
+    """One tidy table from ``[(cfg, {metric: (steps, values)})]``: the columns of :func:`run_frame`, built in one go.
+
+    (:func:`run_frame` builds one frame per run and metric; the calibration draws thousands of tables.) Each
+    metric may have its own steps (logged metrics on the trainer's grid, probe metrics on the checkpoints).
+    """
+    import pandas as pd
+
+    lengths = np.array([sum(len(v) for _, v in metrics.values()) for _, metrics in runs])
+    head = pd.DataFrame([{"run_id": cfg.run_id, "status": "complete", **cfg.flat()} for cfg, _ in runs])
+    table = head.iloc[np.repeat(np.arange(len(runs)), lengths)].reset_index(drop=True)
+    table["step"] = np.concatenate([np.asarray(s, float) for _, m in runs for s, _ in m.values()])
+    table["metric"] = np.concatenate([np.repeat(name, len(v)) for _, m in runs for name, (_, v) in m.items()])
+    table["value"] = np.concatenate([np.asarray(v, float) for _, m in runs for _, v in m.values()])
+    return table

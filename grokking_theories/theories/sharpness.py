@@ -26,15 +26,15 @@ and the rule texts are built from them.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
 from ..levels import ALPHA, FIT_ACC, GROK_ACC, pct
 from ..probes.flips import DELTA_FRAC, OFFLINE_METRICS
-from ..stats import Calibration, Design, InsufficientDataError, Outcome, Prediction, directional_outcome
+from ..stats import Calibration, Design, Outcome, Prediction
+from ._series import first_step, one_sample_decision, series_by_run
 from .base import Family, register
 
 # ----------------------------------------------------------------------------
@@ -101,34 +101,6 @@ _PLATEAU_TEXT = (
 # ----------------------------------------------------------------------------
 # per-run curves and transition widths
 # ----------------------------------------------------------------------------
-
-
-def _series_by_run(table, metrics) -> dict:
-    """run_id -> {metric: (steps, values)} sorted by step, finite values only; every run of the table."""
-    import pandas as pd
-
-    out = {rid: {} for rid in sorted(pd.unique(table["run_id"]))}
-    sub = table[table["metric"].isin(list(metrics))]
-    if sub.empty:
-        return out
-    rcodes, rids = pd.factorize(sub["run_id"])
-    mcodes, names = pd.factorize(sub["metric"])
-    steps = sub["step"].to_numpy(dtype=float)
-    values = sub["value"].to_numpy(dtype=float)
-    order = np.lexsort((steps, mcodes, rcodes))
-    key = rcodes[order] * len(names) + mcodes[order]
-    cuts = np.flatnonzero(np.diff(key)) + 1
-    for chunk in np.split(order, cuts):
-        s, v = steps[chunk], values[chunk]
-        keep = np.isfinite(v)
-        out[rids[rcodes[chunk[0]]]][names[mcodes[chunk[0]]]] = (s[keep], v[keep])
-    return out
-
-
-def _first_step(series, level: float) -> Optional[float]:
-    steps, values = series
-    hit = np.nonzero(values >= level)[0]
-    return float(steps[hit[0]]) if hit.size else None
 
 
 class _Fit(NamedTuple):
@@ -276,7 +248,7 @@ def _count_text(counter: dict) -> str:
 
 def _width_log_ratios(table, numerator: str, denominator: str):
     """Per-run log10(width(numerator) / width(denominator)), grokking runs, runs excluded, and the notes."""
-    data = _series_by_run(table, {"train_acc", "test_acc", numerator, denominator})
+    data = series_by_run(table, {"train_acc", "test_acc", numerator, denominator})
     ratios, not_grokked, no_acc, n_grok, lacking = [], 0, 0, 0, 0
     no_plateau: dict = {}
     failed: dict = {}
@@ -285,7 +257,7 @@ def _width_log_ratios(table, numerator: str, denominator: str):
         if "test_acc" not in series or "train_acc" not in series:
             no_acc += 1
             continue
-        t_grok = _first_step(series["test_acc"], GROK_ACC)
+        t_grok = first_step(series["test_acc"], GROK_ACC)
         if t_grok is None:
             not_grokked += 1
             continue
@@ -293,7 +265,7 @@ def _width_log_ratios(table, numerator: str, denominator: str):
         if numerator not in series or denominator not in series:
             lacking += 1
             continue
-        t_fit = _first_step(series["train_acc"], FIT_ACC)
+        t_fit = first_step(series["train_acc"], FIT_ACC)
         t_fit = t_fit if t_fit is not None else float(series["train_acc"][0][0])
         results = {m: _transition(series[m], DIRECTION[m], t_fit, t_grok) for m in (numerator, denominator)}
         flat = [m for m, r in results.items() if r[0] == "no plateau"]
@@ -328,27 +300,10 @@ def _width_log_ratios(table, numerator: str, denominator: str):
     return np.asarray(ratios, float), n_grok, n_excl, "; ".join(parts)
 
 
-def _decide(values, n_eligible: int, n_excluded: int, notes: str, *, null: float, expected: str, test: str,
-            statistic_name: str, effect_name: str, describe) -> Outcome:
-    """One-sample t-test of the per-run values against ``null``, with the exclusion cap applied."""
-    n = len(values)
-    if n_eligible == 0:
-        raise InsufficientDataError(notes + "; no run reached the transition")
-    if n < MIN_RUNS:
-        raise InsufficientDataError(f"{n} usable run(s), the rule needs {MIN_RUNS}; {notes}")
-    mean = float(np.mean(values))
-    se = float(np.std(values, ddof=1) / math.sqrt(n))
-    if not (np.isfinite(se) and se > 0):
-        raise InsufficientDataError(f"the {n} per-run values do not vary; {notes}")
-    notes = f"{notes}; {describe(mean)}"
-    out = directional_outcome(estimate=mean, se=se, df=n - 1, expected=expected, null=null, alpha=ALPHA,
-                              test=test, statistic_name=statistic_name, effect_name=effect_name, n_runs=n,
-                              notes=notes)
-    if n_excluded > MAX_EXCLUDED_FRAC * n_eligible:
-        cap = (f"inconclusive by the exclusion cap: {n_excluded} of {n_eligible} grokking runs excluded "
-               f"(> {MAX_EXCLUDED_FRAC:.0%}); the test alone would say '{out.verdict}'")
-        out = dataclasses.replace(out, verdict="inconclusive", notes=f"{out.notes}; {cap}")
-    return out
+def _decide(values, n_eligible: int, n_excluded: int, notes: str, **kwargs) -> Outcome:
+    """One-sample t-test of the per-run values, with this family's run minimum and exclusion cap."""
+    return one_sample_decision(values, n_eligible, n_excluded, notes, min_runs=MIN_RUNS,
+                               max_excluded_frac=MAX_EXCLUDED_FRAC, **kwargs)
 
 
 # ----------------------------------------------------------------------------
@@ -403,13 +358,13 @@ M3_RULE = (
 
 
 def _test_m2(table) -> Outcome:
-    data = _series_by_run(table, {"test_acc", "flip_cross_width_rel", "flip_censored_frac"})
+    data = series_by_run(table, {"test_acc", "flip_cross_width_rel", "flip_censored_frac"})
     values, not_grokked, no_acc, n_grok, no_summary, censored, undefined = [], 0, 0, 0, 0, 0, 0
     for series in data.values():
         if "test_acc" not in series:
             no_acc += 1
             continue
-        if _first_step(series["test_acc"], GROK_ACC) is None:
+        if first_step(series["test_acc"], GROK_ACC) is None:
             not_grokked += 1
             continue
         n_grok += 1
@@ -486,24 +441,8 @@ def _memorisation_drift(steps, t_fit: float, height: float) -> np.ndarray:
     return height * np.clip((lt - math.log10(t_fit)) / math.log10(3.0), 0.0, 1.0)
 
 
-def _planted_table(runs):
-    """One tidy table from [(cfg, {metric: (steps, values)})]: the columns of planted.run_frame, built in one go.
-
-    (planted.run_frame builds one frame per run and metric; the calibration draws thousands of tables.)
-    """
-    import pandas as pd
-
-    lengths = np.array([sum(len(v) for _, v in metrics.values()) for _, metrics in runs])
-    head = pd.DataFrame([{"run_id": cfg.run_id, "status": "complete", **cfg.flat()} for cfg, _ in runs])
-    table = head.iloc[np.repeat(np.arange(len(runs)), lengths)].reset_index(drop=True)
-    table["step"] = np.concatenate([np.asarray(s, float) for _, m in runs for s, _ in m.values()])
-    table["metric"] = np.concatenate([np.repeat(name, len(v)) for _, m in runs for name, (_, v) in m.items()])
-    table["value"] = np.concatenate([np.asarray(v, float) for _, m in runs for _, v in m.values()])
-    return table
-
-
 def _plant_widths(configs, scenario: str, rng, *, kind: str):
-    from .planted import accuracy_curves, logged_steps, logistic_logtime
+    from .planted import accuracy_curves, logged_steps, logistic_logtime, table_of_runs
 
     centre = {"S1": {"null": 0.0, "effect": _S1_EFFECT, "opposite": -_S1_EFFECT},
               "M3": {"null": M3_MARGIN, "effect": M3_MARGIN + _M3_SHIFT, "opposite": M3_MARGIN - _M3_SHIFT}}[kind]
@@ -529,7 +468,7 @@ def _plant_widths(configs, scenario: str, rng, *, kind: str):
             mu = -4.0 - _memorisation_drift(steps, t_fit, 1.0) * (1 - progress) + 12.0 * progress
             curves["test_margin_mean"] = mu + rng.normal(0, 0.03, steps.size)
         runs.append((cfg, {name: (steps, values) for name, values in curves.items()}))
-    return _planted_table(runs)
+    return table_of_runs(runs)
 
 
 def plant_s1(configs, scenario: str, rng):
@@ -544,7 +483,7 @@ def plant_m3(configs, scenario: str, rng):
 
 def plant_m2(configs, scenario: str, rng):
     """M2 planter: accuracy curves plus the per-run flip summary rows, planted directly."""
-    from .planted import accuracy_curves, logged_steps
+    from .planted import accuracy_curves, logged_steps, table_of_runs
 
     centre = {"null": M2_THRESHOLD, "effect": M2_THRESHOLD + _M2_SHIFT, "opposite": M2_THRESHOLD - _M2_SHIFT}
     if scenario not in centre:
@@ -560,7 +499,7 @@ def plant_m2(configs, scenario: str, rng):
                    "flip_width_frac": 0.95, "flip_delta": 1.0}
         metrics.update({name: (steps[-1:], np.array([v])) for name, v in summary.items()})
         runs.append((cfg, metrics))
-    return _planted_table(runs)
+    return table_of_runs(runs)
 
 
 # ----------------------------------------------------------------------------
@@ -582,6 +521,7 @@ SHARPNESS = register(Family(
     references=("Schaeffer, Miranda, Koyejo 2023, arXiv 2304.15004",
                 "Nanda et al. 2023, arXiv 2301.05217 (progress measures)"),
     study="sharpness",
+    probes=("flips",),  # M2 reads the stored per-example flip summary
     predictions=(
         Prediction(
             id="S1", family="sharpness",
@@ -638,6 +578,6 @@ SHARPNESS = register(Family(
     ),
 ))
 
-#: Metrics M2 reads that the trainer does not log: :func:`grokking_theories.probes.flips.flip_rows` computes
-#: them from stored checkpoints (``check_family`` should accept them as declared offline metrics).
+#: Metrics M2 reads that the trainer does not log: the probe ``flips`` (declared above in ``probes``) computes
+#: them from stored checkpoints, and ``check_family`` accepts them because the family declares it.
 OFFLINE = OFFLINE_METRICS

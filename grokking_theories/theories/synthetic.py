@@ -3,11 +3,13 @@
 Used by :func:`check_family` (every prediction must run on one and return a
 Verdict) and by tests that plant a known effect. Each run fits at ``t_fit``
 and generalises at ``t_grok`` (logistic in log-time); the caller decides how
-t_grok depends on the config, and every logged metric is produced.
+t_grok depends on the config, and every logged metric is produced. Metrics of
+probes (``probes=``) are planted by each probe's own ``plant``
+(:class:`~grokking_theories.probes.stage.Probe`).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -23,7 +25,8 @@ def default_t_grok(cfg: RunConfig) -> float:
 
 def synthetic_table(configs: Sequence[RunConfig], seed: int = 0,
                     t_grok: Optional[Callable[[RunConfig], float]] = None,
-                    acc_width: float = 0.08, smooth_width: float = 0.35, w_c: Optional[float] = None):
+                    acc_width: float = 0.08, smooth_width: float = 0.35, w_c: Optional[float] = None,
+                    *, probes: Iterable = ()):
     """One tidy table (run_id, status, config columns, step, metric, value) for ``configs``.
 
     Accuracy switches with log10-width ``acc_width``; loss, margin and
@@ -32,11 +35,26 @@ def synthetic_table(configs: Sequence[RunConfig], seed: int = 0,
     Fixed-norm runs follow the LU picture around the Goldilocks radius ``w_c``
     (default: the geometric middle of the swept fixed norms) and generalise
     without delay within log-distance 0.35 of it.
+
+    ``probes``: probes (or registered names) whose metrics are planted too, by
+    each probe's ``plant(cfg, steps, progress, rng)``; ``progress`` holds the
+    run's ``fit``, ``gen`` (smooth generalisation progress, 0..1), ``test_acc``
+    and ``test_margin_mean`` over ``steps``, and the scalars ``t_fit`` and
+    ``t_grok`` (``inf`` for a run that does not generalise). Planting draws
+    from its own random stream, so the logged metrics do not depend on which
+    probes are planted. A probe without a ``plant`` raises ValueError.
     """
     import pandas as pd
     from scipy.stats import norm
 
+    from ..probes.stage import resolve_probes, plant_probe
+
+    planted = resolve_probes(probes)
+    for probe in planted:
+        if probe.plant is None:
+            raise ValueError(f"probe {probe.name!r} has no plant: synthetic tables cannot carry its metrics")
     rng = np.random.default_rng(seed)
+    probe_rng = np.random.default_rng([seed, 1])
     t_grok = t_grok or default_t_grok
     fixed_norms = sorted({c.optim.fixed_norm for c in configs if c.optim.fixed_norm is not None})
     # Planted Goldilocks radius for fixed-norm runs: the middle of the swept norms (log scale).
@@ -78,7 +96,17 @@ def synthetic_table(configs: Sequence[RunConfig], seed: int = 0,
         for q in MARGIN_QUANTILES:
             metrics[f"test_margin_q{int(round(q * 100)):02d}"] = mu + sigma * norm.ppf(q)
         flat = cfg.flat()
-        for name, values in metrics.items():
+        rows = {name: (steps, values) for name, values in metrics.items()}
+        if planted:
+            progress = {"fit": fit, "gen": gen, "test_acc": test_acc, "test_margin_mean": mu, "t_fit": float(tf),
+                        "t_grok": float(tg) if generalises else float("inf")}
+            for probe in planted:
+                for name, (at, values) in plant_probe(probe, cfg, steps, progress, probe_rng).items():
+                    if name in rows:
+                        raise ValueError(f"probe {probe.name!r} plants metric {name!r}, which is already in the "
+                                         "synthetic table")
+                    rows[name] = (at, values)
+        for name, (at, values) in rows.items():
             frames.append(pd.DataFrame({"run_id": cfg.run_id, "status": "complete", **flat,
-                                        "step": steps, "metric": name, "value": np.asarray(values, float)}))
+                                        "step": at, "metric": name, "value": np.asarray(values, float)}))
     return pd.concat(frames, ignore_index=True)

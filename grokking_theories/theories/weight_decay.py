@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ..levels import ALPHA, FIT_ACC, GROK_ACC, pct
-from ..stats import Calibration, Design, InsufficientDataError, Outcome, Prediction, equivalence_outcome
+from ..stats import (CensoredFit, Calibration, Design, InsufficientDataError, Outcome, Prediction, censored_fit,
+                     equivalence_outcome, permutation_logrank)
 from . import planted
 from ._series import run_series
 from .base import Family, register
@@ -133,124 +133,8 @@ def _levels_note(times: pd.DataFrame, col: str) -> str:
 
 
 # ---------------------------------------------------------------------------- censored log-normal regression
-@dataclass(frozen=True)
-class CensoredFit:
-    """Log-normal AFT fit (normal regression of log10 time) with interval and right censoring.
-
-    ``cov`` is the inverse observed information scaled by d / (d - p) and ``df = d - p``, with d the runs
-    whose time was seen (within an interval of the logging grid) and p the parameters including sigma:
-    the t reference with residual df that keeps the test of a coefficient at its level with ~15 runs and
-    heavy censoring, where the plain Wald z test rejects 6-9 % at nominal 5 %
-    (``tests/test_weight_decay.py::test_small_sample_reference``).
-    """
-
-    names: tuple
-    coef: np.ndarray
-    cov: np.ndarray
-    sigma: float
-    df: int
-    n: int
-    n_events: int
-
-    def contrast(self, weights: dict) -> tuple[float, float]:
-        """Estimate and standard error of sum(w * coef) for {name: w}."""
-        w = np.array([weights.get(n, 0.0) for n in self.names], float)
-        return float(w @ self.coef), float(np.sqrt(w @ self.cov @ w))
-
-
-def censored_fit(X, lower, upper, names) -> CensoredFit:
-    """Maximum-likelihood fit of ``log10 T = X @ b + sigma * eps`` (eps ~ N(0, 1)) from bounds on log10 T.
-
-    A run with ``lower == upper`` contributes the density of its time, one with ``upper = inf`` (right-
-    censored: it never crossed within its budget) the probability of a later time, and one with
-    ``lower < upper`` (the crossing lies between two logged steps) the probability of that interval:
-    the logging grid's resolution enters the likelihood instead of biasing the times.
-
-    Raises
-    ------
-    InsufficientDataError
-        Fewer than p + 2 seen times, a covariate without seen times at two values, or no convergence.
-    """
-    from scipy import optimize
-    from scipy.special import log_ndtr, ndtr
-
-    X = np.asarray(X, float)
-    lo, hi = np.asarray(lower, float), np.asarray(upper, float)
-    n, k = X.shape
-    seen = np.isfinite(hi)
-    exact = seen & (hi - lo < 1e-12)
-    inter = seen & ~exact
-    right = ~seen
-    d, p = int(seen.sum()), k + 1
-    if d < p + 2:
-        raise InsufficientDataError(f"{d} run(s) with a seen time; the censored regression needs >= {p + 2}")
-    for j in range(1, k):
-        if len(np.unique(X[seen, j])) < 2:
-            raise InsufficientDataError(f"seen times at < 2 values of {names[j]}: its coefficient is not "
-                                        "identified (every other level censored)")
-    mid = np.where(seen, 0.5 * (lo + np.where(seen, hi, lo)), lo)
-    beta0 = np.linalg.lstsq(X[seen], mid[seen], rcond=None)[0]
-    theta0 = np.r_[beta0, np.log(max(float(np.std(mid[seen] - X[seen] @ beta0)), 0.01))]
-    hi_f = np.where(seen, hi, 0.0)
-    c = ~exact  # right-censored and interval rows: log(Phi(b) - Phi(a)), b = +inf when right-censored
-
-    def terms(th):
-        """Per-row log-likelihood and its first and second derivatives in mu = X @ b and s = log sigma."""
-        sig = math.exp(th[k])
-        mu = X @ th[:k]
-        a = (lo - mu) / sig
-        b = np.where(seen, (hi_f - mu) / sig, 0.0)
-        fa = np.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
-        fb = np.where(inter, np.exp(-0.5 * b * b) / math.sqrt(2 * math.pi), 0.0)
-        prob = np.where(right, ndtr(-a), np.where(a > 0, ndtr(-a) - ndtr(-b), ndtr(b) - ndtr(a)))
-        prob = np.maximum(prob, 1e-300)
-        log_p = np.where(right, log_ndtr(-a), np.log(prob))
-        A = fa - fb  # sigma * dP/dmu; the derivatives are checked against finite differences in the tests
-        B = a * fa - b * fb
-        A2 = a * a * fa - b * b * fb
-        dB = -a * (1 - a * a) * fa + b * (1 - b * b) * fb
-        ll = np.where(c, log_p, -0.5 * a * a - th[k])
-        g_mu = np.where(c, A / (sig * prob), a / sig)
-        g_s = np.where(c, B / prob, a * a - 1)
-        h_mumu = np.where(c, B / (sig * sig * prob) - (A / (sig * prob)) ** 2, -1 / sig ** 2)
-        h_mus = np.where(c, -A / (sig * prob) + A2 / (sig * prob) - A * B / (sig * prob ** 2), -2 * a / sig)
-        h_ss = np.where(c, dB / prob - (B / prob) ** 2, -2 * a * a)
-        return ll, g_mu, g_s, h_mumu, h_mus, h_ss
-
-    def nll(th):
-        return -float(terms(th)[0].sum())
-
-    def grad(th):
-        _, g_mu, g_s, *_ = terms(th)
-        return -np.r_[X.T @ g_mu, g_s.sum()]
-
-    def hess(th):
-        _, _, _, h_mumu, h_mus, h_ss = terms(th)
-        H = np.empty((k + 1, k + 1))
-        H[:k, :k] = (X.T * h_mumu) @ X
-        H[:k, k] = H[k, :k] = X.T @ h_mus
-        H[k, k] = h_ss.sum()
-        return -H
-
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        try:
-            res = optimize.minimize(nll, theta0, jac=grad, hess=hess, method="trust-exact",
-                                    options={"maxiter": 200, "gtol": 1e-8})
-        except (ValueError, np.linalg.LinAlgError) as exc:  # a non-finite step: the data do not identify the fit
-            raise InsufficientDataError(f"the censored regression did not converge ({exc})") from None
-        info = hess(res.x)
-        try:
-            cov = np.linalg.inv(info)
-        except np.linalg.LinAlgError:
-            cov = np.full_like(info, np.nan)
-        ok = np.isfinite(cov).all() and np.all(np.diag(cov) > 0) and np.abs(grad(res.x)).max() < 1e-4
-    if not ok:
-        raise InsufficientDataError("the censored regression did not converge (a coefficient is not "
-                                    "identified by the seen times)")
-    return CensoredFit(tuple(names), res.x[:k], cov[:k, :k] * d / (d - p), float(math.exp(res.x[k])),
-                       d - p, n, d)
-
-
+# (the fit itself is grokking_theories.stats.censored_fit; the bounds below are this family's: steps
+# of the logging grid and the t_fit / t_grok columns of run_times)
 def _log_bounds(lo, hi):
     """log10 bounds from step bounds (a bound below one step is one step; hi = inf stays inf)."""
     lo = np.log10(np.maximum(np.asarray(lo, float), 1.0))
@@ -481,77 +365,6 @@ def _test_w4(sub: pd.DataFrame) -> Outcome:
 
 
 # ---------------------------------------------------------------------------- W6: decay toward init
-#: W6: label assignments drawn when the stratified permutation distribution is too large to enumerate.
-PERMUTATIONS = 20000
-
-
-def logrank_scores(time, event) -> np.ndarray:
-    """Log-rank (Savage) score of each run within one stratum: event - Nelson-Aalen hazard up to its time.
-
-    The log-rank statistic "observed - expected events in a group" is the sum of its runs' scores.
-    """
-    time, event = np.asarray(time, float), np.asarray(event, bool)
-    hazard = np.zeros(len(time))
-    for u in np.unique(time[event]):
-        hazard[time >= u] += (event & (time == u)).sum() / (time >= u).sum()
-    return event - hazard
-
-
-@functools.lru_cache(maxsize=64)
-def _subsets(n: int, k: int) -> np.ndarray:
-    """Every k-subset of range(n), one per row."""
-    import itertools
-
-    return np.array(list(itertools.combinations(range(n), k)), dtype=np.intp).reshape(-1, k)
-
-
-def stratified_logrank(time, event, group, strata) -> tuple[float, float, float]:
-    """Stratified log-rank test of ``group`` (bool) against the rest.
-
-    Returns ``(o_minus_e, variance, p)``: the observed minus expected events of ``group`` summed over
-    strata, its hypergeometric variance (for Peto's log hazard ratio ``o_minus_e / variance``) and the
-    two-sided p-value of the exact permutation test that reassigns the group labels within each stratum
-    (enumerated when there are <= PERMUTATIONS assignments, else that many drawn with a fixed seed): twice
-    the smaller one-sided tail, so that each direction's error is <= alpha/2 even when the permutation
-    distribution is skewed (unequal arms). The permutation p holds its level with a handful of runs per arm,
-    where the chi-square reference does not.
-    """
-    time, event, group, strata = (np.asarray(a) for a in (time, event, group, strata))
-    group, event = group.astype(bool), event.astype(bool)
-    o_e = var = 0.0
-    parts = []  # per stratum: (scores, size of the group)
-    for s in np.unique(strata):
-        m = strata == s
-        t, e, g = time[m].astype(float), event[m], group[m]
-        a = logrank_scores(t, e)
-        o_e += float(a[g].sum())
-        for u in np.unique(t[e]):
-            at = t >= u
-            n, n1 = at.sum(), (at & g).sum()
-            d = (e & (t == u)).sum()
-            if n > 1:
-                var += d * (n1 / n) * (1 - n1 / n) * (n - d) / (n - 1)
-        if 0 < g.sum() < len(g):
-            parts.append((a, int(g.sum())))
-    total = math.prod(math.comb(len(a), k) for a, k in parts) if parts else 0
-    if total == 0:
-        return o_e, var, 1.0
-    if total <= PERMUTATIONS:
-        dist = np.zeros(1)
-        for a, k in parts:
-            sums = a[_subsets(len(a), k)].sum(axis=1)
-            dist = (dist[:, None] + sums[None, :]).ravel()
-    else:
-        rng = np.random.default_rng(0)
-        dist = np.zeros(PERMUTATIONS)
-        for a, k in parts:
-            idx = np.argsort(rng.random((PERMUTATIONS, len(a))), axis=1)[:, :k]
-            dist += a[idx].sum(axis=1)
-    tol = 1e-9 * max(1.0, abs(o_e))
-    p = min(1.0, 2 * min(float(np.mean(dist <= o_e + tol)), float(np.mean(dist >= o_e - tol))))
-    return o_e, var, p
-
-
 def _common_grid(times: pd.DataFrame) -> tuple[np.ndarray, float]:
     """t_grok of every run on one grid: up to the next multiple of the coarsest linear logging interval.
 
@@ -579,7 +392,8 @@ def _test_w6(sub: pd.DataFrame) -> Outcome:
     init = (times["decay_target"] == "init").to_numpy()
     event = ~times["grok_censored"].to_numpy(bool)
     t_grok, grid = _common_grid(times)
-    o_e, var, p = stratified_logrank(t_grok, event, init, times["weight_decay"].to_numpy())
+    test = permutation_logrank(t_grok, event, init, strata=times["weight_decay"].to_numpy())
+    o_e, var, p = test.o_minus_e, test.variance, test.p_two_sided
     if var <= 0:
         raise InsufficientDataError(f"no run reached test accuracy {pct(GROK_ACC)} in a stratum holding both "
                                     "decay targets")

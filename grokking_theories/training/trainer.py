@@ -7,10 +7,10 @@ generator, its own mini-batch generator, its own learning rate and decay, and
 frozen members (diverged, or stopped after grokking) are left untouched.
 
 The step has two paths. Models that provide ``loss_and_grad`` (the embedding
-MLP) compute the loss and its gradient by hand, without autograd; every other
-model, and every run with ``optim.loss_dtype = "float32"`` (whose point is
-float32's softmax collapse, which the hand-written gradient would not
-reproduce), takes the autograd path. ``EnsembleTrainer.fast_path`` says
+MLP and the transformer) compute the loss and its gradient by hand, without
+autograd; every other model, and every run with ``optim.loss_dtype =
+"float32"`` (whose point is float32's softmax collapse, which the hand-written
+gradient would not reproduce), takes the autograd path. ``EnsembleTrainer.fast_path`` says
 which one a trainer uses; both give the same gradients to float32 precision
 (``tests/test_training.py``).
 """
@@ -24,7 +24,6 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from ..config import RunConfig
-from ..errors import ConfigError
 from ..levels import FIT_ACC, GROK_ACC
 from ..models import build_model
 from ..probes import cross_entropy, evaluate

@@ -1,0 +1,58 @@
+"""The one-writer lock of a run store: ``<root>/store.lock``, ``flock``'ed by the writing driver.
+
+``flock`` belongs to the open file description, so a second writer in the
+same process is refused just like one in another process. The file holds the
+holder's pid (for the refusal message) and is never unlinked: unlinking it
+would let two drivers lock two different inodes.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from pathlib import Path
+
+from ..errors import StoreError, StoreLockedError
+
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+
+
+def acquire_lock(lock_path: Path, root: Path) -> int:
+    """Take the write lock of the store at ``root``; return the locked file descriptor.
+
+    Raises
+    ------
+    StoreLockedError
+        Another driver holds it (its pid is in the message when known).
+    StoreError
+        The lock file cannot be locked for another reason.
+    """
+    # O_RDWR without O_TRUNC: a refused opener must not wipe the holder's pid.
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = ""
+        if exc.errno in _BUSY:
+            with contextlib.suppress(OSError):
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        if exc.errno not in _BUSY:
+            raise StoreError(f"cannot lock run store {root}: {exc}") from exc
+        who = f"pid {holder}" if holder else "pid unknown"
+        raise StoreLockedError(
+            f"run store {root} is in use by another driver ({who}); "
+            f"wait for it to finish or use another --out"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
+
+
+def release_lock(fd: int) -> None:
+    """Release a lock taken by :func:`acquire_lock` and close its descriptor."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)  # no stale pid for the next reader of the lock file
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
