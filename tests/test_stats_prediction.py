@@ -189,6 +189,14 @@ def test_design_selects_its_runs_and_says_when_absent():
     assert set(sub["lr"]) == {1e-3} and sub["weight_decay"].min() > 0.05 and sub["run_id"].nunique() == 8
     _, problems = Design(levels={"weight_decay": 3}, min_seeds=4).select(table)
     assert problems and "primary design absent" in problems[0]
+    # a preferred level is held whatever the run counts (seed 2's lr has a third of the runs) ...
+    sub, _ = Design(hold=("lr",), prefer={"lr": (3e-3,)}).select(table)
+    assert set(sub["lr"]) == {3e-3}
+    # ... and the most-runs rule chooses only when no preferred level is present
+    sub, _ = Design(hold=("lr",), prefer={"lr": (1.0,)}).select(table)
+    assert set(sub["lr"]) == {1e-3}
+    with pytest.raises(ValueError, match="does not hold"):
+        Design(prefer={"lr": (1e-3,)})
     _, problems = Design(runs="weight_decay > 100").select(table)
     assert problems and "no run matches" in problems[0]
     _, problems = Design(runs="no_such_column == 1").select(table)

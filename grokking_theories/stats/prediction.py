@@ -147,6 +147,12 @@ class Design:
     hold : tuple of str
         Config columns held at one level: the selection keeps the level with
         the most runs (ties: the smallest value). E.g. ``("lr",)``: one lr.
+    prefer : mapping of str -> tuple
+        For a held column, the levels the prediction is about, in order: the
+        first one present is held, whatever the run counts; only when none is
+        present does the most-runs rule choose. E.g. ``{"arch": ("transformer",)}``:
+        the transformer wherever the table has transformer runs, so adding
+        seeds to another arm can never move the headline onto it.
     levels : mapping of str -> int
         Config column -> the least number of distinct values it must take in
         the selection (the sweep the prediction needs).
@@ -156,13 +162,20 @@ class Design:
 
     runs: str = ""
     hold: tuple = ()
+    prefer: Mapping[str, tuple] = field(default_factory=dict)
     levels: Mapping[str, int] = field(default_factory=dict)
     min_seeds: int = 1
+
+    def __post_init__(self) -> None:
+        unheld = set(self.prefer) - set(self.hold)
+        if unheld:
+            raise ValueError(f"prefer names column(s) {sorted(unheld)} that hold does not hold")
 
     def describe(self) -> str:
         """The design in words, as the report's 'run filter' column shows it."""
         parts = [self.runs or "every run"]
-        parts += [f"{c} held at its most common level" for c in self.hold]
+        parts += [f"{c} held at {' or '.join(map(str, self.prefer[c]))} where present, else at its most common level"
+                  if c in self.prefer else f"{c} held at its most common level" for c in self.hold]
         parts += [f">= {n} levels of {c}" for c, n in self.levels.items()]
         if self.min_seeds > 1:
             parts.append(f">= {self.min_seeds} runs per level")
@@ -180,6 +193,10 @@ class Design:
             if col not in sub.columns:
                 return sub.iloc[:0], [f"missing config column {col!r} (held at one level)"]
             if not sub.empty:
+                present = [v for v in self.prefer.get(col, ()) if (sub[col] == v).any()]
+                if present:
+                    sub = sub[sub[col] == present[0]]
+                    continue
                 counts = sub.groupby(col)["run_id"].nunique()
                 sub = sub[sub[col] == counts[counts == counts.max()].index.min()]
         if sub.empty:
