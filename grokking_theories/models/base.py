@@ -91,3 +91,38 @@ def build_model(cfg: ModelConfig, p: int) -> EnsembleModel:
 
     validate_model(cfg)
     return {"mlp": EmbeddingMLP, "transformer": NandaTransformer}[cfg.arch](cfg, p)
+
+
+def work_buffer(ws: dict, name: str, shape, like: torch.Tensor) -> torch.Tensor:
+    """A reusable work buffer: allocated once per (name, shape, device), not once per step."""
+    key = (name, tuple(shape), like.device, like.dtype)
+    t = ws.get(key)
+    if t is None:
+        t = ws[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+    return t
+
+
+def softmax_cross_entropy_grad_(logits_t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-member mean cross-entropy (K,) in float64; ``logits_t`` (K, C, N) becomes its gradient, in place.
+
+    With m the largest logit and q = exp(logits - m): the gradient of class j != y is q_j / (S N),
+    S = sum q; of the correct class -(sum_{j != y} q_j) / (S N), a sum of small positive terms rather
+    than p_y - 1, so it keeps its precision when p_y rounds to 1 (the softmax collapse the float64 loss
+    exists to avoid). The loss of an example is (m - z_y) + log1p(S - 1), S - 1 = sum_{j != y} q_j +
+    expm1(z_y - m), evaluated in float64 on (K, N)-sized terms only. Logits are laid out (K, C, N) so
+    the reductions run along contiguous memory. ``y`` is (N,) or (K, N).
+    """
+    K, _, N = logits_t.shape
+    y_idx = y.expand(K, N)[:, None, :]
+    m = logits_t.amax(1, keepdim=True)
+    z_y = logits_t.gather(1, y_idx)
+    logits_t.sub_(m).exp_()
+    logits_t.scatter_(1, y_idx, 0.0)
+    others = logits_t.sum(1, keepdim=True)  # sum_{j != y} q_j, (K, 1, N)
+    d = (z_y - m).double()  # <= 0
+    o64 = others.double()
+    losses = (torch.log1p(o64 + torch.expm1(d)) - d).mean((1, 2))
+    r = (1.0 / ((o64 + d.exp()) * N)).float()
+    logits_t.mul_(r)
+    logits_t.scatter_(1, y_idx, others.mul_(r).neg_())  # now dloss/dlogits^T
+    return losses

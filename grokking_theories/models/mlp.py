@@ -16,16 +16,8 @@ from typing import Optional
 
 import torch
 
-from .base import EnsembleModel, Params
-
-
-def _buffer(ws: dict, name: str, shape, like: torch.Tensor) -> torch.Tensor:
-    """A reusable work buffer: allocated once per (name, shape, device), not once per step."""
-    key = (name, tuple(shape), like.device, like.dtype)
-    t = ws.get(key)
-    if t is None:
-        t = ws[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
-    return t
+from .base import EnsembleModel, Params, softmax_cross_entropy_grad_
+from .base import work_buffer as _buffer
 
 
 class EmbeddingMLP(EnsembleModel):
@@ -97,19 +89,7 @@ class EmbeddingMLP(EnsembleModel):
         h.add_(h_b).relu_()
         q = _buffer(ws, "q", (K, p, N), W)
         torch.bmm(W.mT, h.mT, out=q).add_(b_out[:, :, None])
-        # softmax and its gradient, in place in q
-        y_idx = y.expand(K, N)[:, None, :]
-        m = q.amax(1, keepdim=True)
-        z_y = q.gather(1, y_idx)
-        q.sub_(m).exp_()
-        q.scatter_(1, y_idx, 0.0)
-        others = q.sum(1, keepdim=True)  # sum_{j != y} q_j, (K, 1, N)
-        d = (z_y - m).double()  # <= 0
-        o64 = others.double()
-        losses = (torch.log1p(o64 + torch.expm1(d)) - d).mean((1, 2))
-        r = (1.0 / ((o64 + d.exp()) * N)).float()
-        q.mul_(r)
-        q.scatter_(1, y_idx, others.mul_(r).neg_())  # q is now dloss/dlogits^T
+        losses = softmax_cross_entropy_grad_(q, y)  # q is now dloss/dlogits^T
         # backward
         grads["b_out"].copy_(q.sum(2))
         dW_t = _buffer(ws, "dW_t", (K, p, w), W)

@@ -28,8 +28,8 @@ from typing import Optional
 
 import torch
 
-from .base import EnsembleModel, Params
-from .mlp import _buffer
+from .base import EnsembleModel, Params, softmax_cross_entropy_grad_
+from .base import work_buffer as _buffer
 
 
 class NandaTransformer(EnsembleModel):
@@ -181,18 +181,7 @@ class NandaTransformer(EnsembleModel):
         torch.bmm(W_U.mT, resp.mT, out=lg)
 
         # ---- float64 loss and the softmax gradient, in place in lg (as EmbeddingMLP) ----
-        y_idx = y.expand(K, N)[:, None, :]
-        mx = lg.amax(1, keepdim=True)
-        z_y = lg.gather(1, y_idx)
-        lg.sub_(mx).exp_()
-        lg.scatter_(1, y_idx, 0.0)
-        others = lg.sum(1, keepdim=True)  # sum_{j != y} q_j, (K, 1, N)
-        dd = (z_y - mx).double()  # <= 0
-        o64 = others.double()
-        losses = (torch.log1p(o64 + torch.expm1(dd)) - dd).mean((1, 2))
-        r = (1.0 / ((o64 + dd.exp()) * N)).float()
-        lg.mul_(r)
-        lg.scatter_(1, y_idx, others.mul_(r).neg_())  # lg is now dloss/dlogits^T
+        losses = softmax_cross_entropy_grad_(lg, y)  # lg is now dloss/dlogits^T
 
         # ---- backward: unembedding, MLP, W_O ----
         _bmm_into(grads["W_U"], resp.mT, lg.mT, ws, "dW_U")
