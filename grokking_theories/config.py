@@ -25,6 +25,10 @@ class TaskConfig:
     p: int = 59  # modulus; prime so that every op (div, mul) is a group/field operation
     train_frac: float = 0.5  # fraction of all pairs used for training; grokking lives at 0.3-0.5
     split_seed: int = 0  # seeds the train/test split only, independent of the model seed (Power et al.)
+    label_noise: float = 0.0  # fraction of *training* answers replaced by a uniformly drawn wrong answer
+    #   (Nakkiran et al.: epoch-wise double descent is strongest with label noise); test labels never change.
+    #   1.0 makes every training label random: how the memorisation capacity is measured (Huang et al.)
+    noise_seed: int = 0  # seeds which training answers are corrupted and their wrong answers, nothing else
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ def task_problems(t: TaskConfig) -> list[str]:
         (isinstance(t.p, int) and t.p >= 2, f"p must be an integer >= 2, got {t.p!r}"),
         (t.op not in NEEDS_PRIME or is_prime(t.p), f"op {t.op!r} needs a prime modulus, got p={t.p}"),
         (0.0 < t.train_frac < 1.0, f"train_frac must lie in (0, 1), got {t.train_frac!r}"),
+        (0.0 <= t.label_noise <= 1.0, f"label_noise must lie in [0, 1], got {t.label_noise!r}"),
     ]
     return [message for ok, message in checks if not ok]
 
@@ -177,8 +182,18 @@ SECTIONS = {"task": TaskConfig, "model": ModelConfig, "optim": OptimConfig, "bud
 FIELD_NAMES = {f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)} | {"seed"}
 
 
+# Fields added after run ids were first published, with the value every older run had. At that value
+# they are left out of the canonical JSON, so a config written before they existed keeps its run id and
+# a store trained then is reused, not retrained. Any other value enters the hash like every field.
+LATER_FIELDS = {("task", "label_noise"): 0.0, ("task", "noise_seed"): 0}
+
+
 def canonical_json(config: RunConfig) -> str:
-    return json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    data = config.to_dict()
+    for (section, name), old in LATER_FIELDS.items():
+        if data[section][name] == old:
+            del data[section][name]
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def run_id(config: RunConfig) -> str:

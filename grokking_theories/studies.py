@@ -13,8 +13,10 @@ A study file looks like::
     name = "alpha_sweep"
     set = { weight_decay = 1.0 }       # fixed values for this arm
     grid = { alpha = [0.5, 1, 2, 4] }  # the cartesian product of these lists
+    cases = [{ d_model = 32, d_mlp = 128 }, { d_model = 64, d_mlp = 256 }]
+                                       # optional: knobs that move together, crossed with the grid
 
-Keys inside ``base``, ``set`` and ``grid`` are run-config field names
+Keys inside ``base``, ``set``, ``grid`` and ``cases`` are run-config field names
 (:mod:`grokking_theories.config`); a typo fails with the key and a did-you-mean.
 The arm name is not part of a run's identity: two studies asking for the same
 config share one run.
@@ -37,7 +39,7 @@ else:  # pragma: no cover
 
 TOP_KEYS = {"description", "families", "quick", "paper"}
 SCALE_KEYS = {"seeds", "base", "arms"}
-ARM_KEYS = {"name", "set", "grid", "seeds"}
+ARM_KEYS = {"name", "set", "grid", "cases", "seeds"}
 
 
 @dataclass
@@ -145,15 +147,20 @@ def load_study(name_or_path: str, scale: str = "quick") -> Study:
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"grid value {key!r} in {awhere} must be a non-empty list, got {values!r}")
+        cases = arm.get("cases", [{}])
+        if not isinstance(cases, list) or not cases:
+            raise ConfigError(f"cases in {awhere} must be a non-empty list of tables, got {cases!r}")
+        cases = [_check_fields(case, f"{awhere} cases[{j}]") for j, case in enumerate(cases)]
         arm_seeds = arm.get("seeds", seeds)
         if not isinstance(arm_seeds, list) or not all(isinstance(s, int) for s in arm_seeds) or not arm_seeds:
             raise ConfigError(f"seeds in {awhere} must be a non-empty list of integers, got {arm_seeds!r}")
         configs = []
         keys = list(grid)
-        for combo in itertools.product(*(grid[k] for k in keys)):
-            for seed in arm_seeds:
-                flat = {**base, **fixed, **dict(zip(keys, combo)), "seed": seed}
-                configs.append(make_run_config(flat, where=awhere))
+        for case in cases:
+            for combo in itertools.product(*(grid[k] for k in keys)):
+                for seed in arm_seeds:
+                    flat = {**base, **fixed, **case, **dict(zip(keys, combo)), "seed": seed}
+                    configs.append(make_run_config(flat, where=awhere))
         arms.append(Arm(name, configs))
     families = data.get("families", [])
     if not isinstance(families, list):

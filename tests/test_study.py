@@ -48,7 +48,25 @@ def test_grid_expansion_and_shared_runs(tmp_path):
     assert {c.model.alpha for c in study.configs} == {1.0, 2.0}
 
 
+def test_cases_move_knobs_together_and_cross_the_grid(tmp_path):
+    text = TINY + textwrap.dedent("""
+        [[quick.arms]]
+        name = "transformer_widths"
+        seeds = [0]
+        set = { arch = "transformer", n_heads = 4 }
+        cases = [{ d_model = 16, d_mlp = 64 }, { d_model = 32, d_mlp = 128 }]
+        grid = { label_noise = [0.0, 0.2] }
+        """)
+    study = load_study(str(write_study(tmp_path, text)))
+    arm = next(a for a in study.arms if a.name == "transformer_widths")
+    pairs = sorted((c.model.d_model, c.model.d_mlp, c.task.label_noise) for c in arm.configs)
+    # each case keeps its knobs together (never d_model 16 with d_mlp 128), crossed with every grid value
+    assert pairs == [(16, 64, 0.0), (16, 64, 0.2), (32, 128, 0.0), (32, 128, 0.2)]
+
+
 @pytest.mark.parametrize("edit, needle", [
+    (('name = "shared"', 'name = "shared"\ncases = [{ widht = 8 }]'), "unknown key 'widht' in"),
+    (('name = "shared"', 'name = "shared"\ncases = []'), "cases in"),
     (('families = ["tiny_family"]', 'familys = ["tiny_family"]'), "unknown key 'familys' in"),
     (("seeds = [0, 1]", "seed = [0, 1]"), "unknown key 'seed' in"),
     (('name = "shared"', 'nme = "shared"'), "unknown key 'nme'"),

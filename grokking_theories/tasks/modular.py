@@ -4,6 +4,12 @@ Every pair (a, b) with a, b in 0..p-1 is an example (for ``div``, b != 0); the
 label is ``op(a, b) mod p``. The split is a permutation drawn from its own
 seed, so the same split serves every model seed (as in Power et al., whose
 split seed is fixed while run seeds vary).
+
+Label noise (Nakkiran et al. 2019) replaces a fraction of the *training*
+answers by a wrong answer drawn uniformly from the other p - 1 classes; which
+examples and which wrong answers come from ``noise_seed`` alone, so the same
+noise serves every model seed. Test labels are never changed: test loss and
+accuracy always measure the true operation.
 """
 from __future__ import annotations
 
@@ -51,6 +57,7 @@ class ModularTask:
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    train_noisy: torch.Tensor | None = None  # (N_train,) bool: which training answers label noise changed
 
     @property
     def p(self) -> int:
@@ -61,8 +68,9 @@ class ModularTask:
         return self.config.p
 
     def to(self, device) -> "ModularTask":
+        noisy = None if self.train_noisy is None else self.train_noisy.to(device)
         return ModularTask(self.config, *(t.to(device) for t in
-                                          (self.train_x, self.train_y, self.test_x, self.test_y)))
+                                          (self.train_x, self.train_y, self.test_x, self.test_y)), noisy)
 
 
 def validate_task(cfg: TaskConfig) -> None:
@@ -72,6 +80,16 @@ def validate_task(cfg: TaskConfig) -> None:
     problems = task_problems(cfg)
     if problems:
         raise ConfigError(problems[0])
+
+
+def n_pairs(op: str, p: int) -> int:
+    """Number of examples of an op mod p: every pair (a, b), less b = 0 for ``div``."""
+    return p * (p - 1) if op == "div" else p * p
+
+
+def train_size(cfg: TaskConfig) -> int:
+    """Number of training examples of a task: round(train_frac x pairs), as :func:`make_task` splits."""
+    return int(round(cfg.train_frac * n_pairs(cfg.op, cfg.p)))
 
 
 def make_task(cfg: TaskConfig) -> ModularTask:
@@ -85,9 +103,26 @@ def make_task(cfg: TaskConfig) -> ModularTask:
         a, b = a[keep], b[keep]
     y = LABELS[cfg.op](a, b, p)
     perm = np.random.default_rng(cfg.split_seed).permutation(len(a))
-    n_train = int(round(cfg.train_frac * len(a)))
+    n_train = train_size(cfg)
     if not 0 < n_train < len(a):
         raise ConfigError(f"train_frac={cfg.train_frac} leaves an empty train or test set for p={p}")
     x = torch.from_numpy(np.stack([a, b], axis=1)[perm])
-    y = torch.from_numpy(y[perm])
-    return ModularTask(cfg, x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+    y = y[perm]
+    train_y, noisy = corrupt_labels(y[:n_train], p, cfg.label_noise, cfg.noise_seed)
+    return ModularTask(cfg, x[:n_train], torch.from_numpy(train_y), x[n_train:], torch.from_numpy(y[n_train:]),
+                       None if cfg.label_noise == 0 else torch.from_numpy(noisy))
+
+
+def corrupt_labels(y: np.ndarray, p: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Replace round(fraction * len(y)) labels, chosen by ``seed``, with a uniformly drawn wrong label.
+
+    A wrong label is ``(y + s) mod p`` with s uniform on 1..p-1, so it is never the true one and every
+    wrong class is equally likely. Returns the new labels and the (len(y),) mask of changed ones.
+    """
+    rng = np.random.default_rng(seed)
+    n_noisy = int(round(fraction * len(y)))
+    noisy = np.zeros(len(y), dtype=bool)
+    noisy[rng.permutation(len(y))[:n_noisy]] = True
+    out = y.copy()
+    out[noisy] = (y[noisy] + rng.integers(1, p, size=n_noisy)) % p
+    return out, noisy

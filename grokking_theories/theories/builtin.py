@@ -3,3 +3,4 @@ from . import sharpness  # noqa: F401
 from . import goldilocks  # noqa: F401
 from . import weight_decay  # noqa: F401
 from . import circuits  # noqa: F401
+from . import double_descent  # noqa: F401
