@@ -478,3 +478,11 @@ def test_figures_draw_on_a_planted_study_and_skip_a_table_without_a_sweep(figure
         plt.close(fig)
     capacity_only = planted_d3_table[planted_d3_table["label_noise"] == 1.0]
     assert figure(capacity_only) is None
+
+
+def test_w_star_from_a_censored_bracket_is_said_to_be_an_upper_bound():
+    # width 16 fits every random label: its capacity (3,133) is only a lower bound, so w* interpolated towards
+    # it can only be too high; the note must say so (and must not when the bracket is measured)
+    censored = DD.capacity_table(_capacity_table({8: (0.1, 0.1, 0.1), 16: (1.0, 1.0, 1.0)}))
+    assert "upper bound" in DD.interpolation_width(censored, 0.5 * N_CAP)[1]
+    assert "upper bound" not in DD.interpolation_width(DD.capacity_table(_capacity_table()), N_SWEEP)[1]

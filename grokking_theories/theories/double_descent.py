@@ -271,7 +271,9 @@ def interpolation_width(capacity, n_target: float) -> tuple[float, str]:
     lw, lc = np.log10(w[j - 1:j + 1]), np.log10(np.maximum(c[j - 1:j + 1], 1.0))
     frac = (math.log10(n_target) - lc[0]) / (lc[1] - lc[0]) if lc[1] > lc[0] else 1.0
     w_star = float(10 ** (lw[0] + frac * (lw[1] - lw[0])))
-    return w_star, f"{note}; w* = {w_star:.3g}"
+    bound = (f" (an upper bound: width {w[j]:g} fitted every example, so its capacity is a lower bound)"
+             if bool(cap["censored"].iloc[j]) else "")
+    return w_star, f"{note}; w* = {w_star:.3g}{bound}"
 
 
 # ----------------------------------------------------------------------------
