@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -145,34 +144,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run_study(args) -> int:
-    from .studies import load_study
+    """The CLI's study command: a thin layer over :func:`grokking_theories.api.run_study`."""
+    from .api import run_study as run
 
-    study = load_study(args.name, args.scale)  # every key and value checked before any training
-    out = args.out or Path("runs") / f"{study.name}-{study.scale}"
-    store_dir = args.store or out / "store"
-    device = resolve_device(args.device)
-    import os
-
-    workers = args.workers or (1 if device == "cuda" else (os.cpu_count() or 1))
-    from .store import RunStore
-
-    start = time.time()
-    out.mkdir(parents=True, exist_ok=True)
-    with RunStore(store_dir) as store:
-        counts = train_missing(study, store, device, workers, args.ensemble_size)
-        probe_counts = probe_study(study, store)
-        table = run_table(study, store)
-        record = {"study": study.name, "path": str(study.path.resolve()), "scale": study.scale,
-                  "store": str(Path(store_dir).resolve()), "device": device, "wall_time": time.time() - start,
-                  **counts, "probes": None if probe_counts is None else probe_counts.to_dict()}
-        (out / "study.json").write_text(json.dumps(record, indent=2))
-        import pandas as pd
-
-        with pd.option_context("display.max_rows", 500, "display.width", 200):
-            print(table.to_string(index=False))
-        print(f"\n{counts['trained']} runs trained, {counts['reused']} reused from {store_dir}")
-        write_report(study, store, out)
+    run(args.name, args.scale, out=args.out, store=args.store, device=args.device, workers=args.workers,
+        ensemble_size=args.ensemble_size)
     return 0
+
+
+def print_run_table(study, store) -> None:
+    """Print the run table (one row per run: what varies, seed, t_fit, t_grok, final accuracy and norm)."""
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", 500, "display.width", 200):
+        print(run_table(study, store).to_string(index=False))
 
 
 def study_probes(study) -> list:

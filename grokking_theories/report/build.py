@@ -180,8 +180,12 @@ def build_report(study, store, out_dir, *, families=None, provenance_overrides=N
     return write_report_files(data, out_dir)
 
 
-def collect_report_data(study, store, *, families=None, provenance_overrides=None) -> ReportData:
-    """Evaluate, draw and tabulate a study's runs; see :func:`build_report` for the parameters."""
+def collect_report_data(study, store, *, families=None, provenance_overrides=None, table=None) -> ReportData:
+    """Evaluate, draw and tabulate a study's runs; see :func:`build_report` for the parameters.
+
+    ``table``: the study's tidy table (:func:`probed_metrics_table` of its finished runs) when the caller
+    already has it; read from the store when omitted.
+    """
     from ..theories import evaluate_families, get_family
 
     if families is None:
@@ -189,11 +193,10 @@ def collect_report_data(study, store, *, families=None, provenance_overrides=Non
     families = list(families)
     study_ids = [c.run_id for c in study.configs]
     finished = sorted(store.finished_ids() & set(study_ids))
-    table = probed_metrics_table(store, finished, families)
+    if table is None:
+        table = probed_metrics_table(store, finished, families)
 
-    run_sets = {arm.name: [c.run_id for c in arm.configs] for arm in study.arms}
-    if len(study.arms) > 1:
-        run_sets[_all_label(run_sets)] = study_ids
+    run_sets = study_run_sets(study)
     verdicts = evaluate_families(table, families, run_sets, study=study.name)
 
     runs_df = store.runs_table()
@@ -205,6 +208,14 @@ def collect_report_data(study, store, *, families=None, provenance_overrides=Non
                       run_sets=run_sets, finished=finished, verdicts=verdicts, figures=figures,
                       run_columns=columns, runs=runs, varying=varying, provenance=provenance,
                       censoring=censoring_summary(study, table, finished), setting=scale_setting(study))
+
+
+def study_run_sets(study) -> dict[str, list[str]]:
+    """Run-set label -> run ids: each arm, then every run (labelled ``all``) when the study has several arms."""
+    run_sets = {arm.name: [c.run_id for c in arm.configs] for arm in study.arms}
+    if len(study.arms) > 1:
+        run_sets[_all_label(run_sets)] = [c.run_id for c in study.configs]
+    return run_sets
 
 
 def write_report_files(data: ReportData, out_dir) -> tuple[Path, Path]:
