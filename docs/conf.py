@@ -38,6 +38,10 @@ release = grokking_theories.__version__
 
 extensions = [
     "myst_parser",
+    "sphinx.ext.mathjax",
+    # MathJax's files copied into the build and loaded from there, not from a CDN: equations render for a
+    # reader without internet (the docs are also read offline, beside a study's report)
+    "sphinx-mathjax-offline",
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "numpydoc",
