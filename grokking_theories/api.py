@@ -134,11 +134,10 @@ def run_study(name: str, scale: str = "quick", *, out=None, store=None, device: 
     ensemble_size : int, optional
         Most runs trained as one batched model (default: measured per architecture).
     """
-    from .report import collect_report_data, write_report_files
     from .report.build import probed_metrics_table
     from .store import RunStore
     from .studies import load_study
-    from .study import print_run_table, probe_study, resolve_device, train_missing
+    from .study import print_run_table, probe_study, resolve_device, train_missing, write_report
     from .theories import get_family
 
     study = load_study(name, scale)  # every key and value checked before any training
@@ -157,15 +156,9 @@ def run_study(name: str, scale: str = "quick", *, out=None, store=None, device: 
         (out / "study.json").write_text(json.dumps(record, indent=2))
         print_run_table(study, writer)
         print(f"\n{counts['trained']} runs trained, {counts['reused']} reused from {store_dir}")
-        print("evaluating predictions and writing the report ...", flush=True)
-        families = [get_family(n) for n in study.families]
         finished = sorted(writer.finished_ids() & {c.run_id for c in study.configs})
-        table = probed_metrics_table(writer, finished, families)
-        data = collect_report_data(study, writer, families=families, table=table)
-        html, js = write_report_files(data, out)
-    if data.censoring is not None and data.censoring.any:
-        print("\n".join(data.censoring.lines()))
-    print(f"report: {html}\n        {js}")
+        table = probed_metrics_table(writer, finished, [get_family(n) for n in study.families])
+        data = write_report(study, writer, out, table=table)
     return StudyResults(study, table, data.verdicts, out)
 
 

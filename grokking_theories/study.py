@@ -190,20 +190,22 @@ def probe_study(study, store, *, progress: bool = True):
     return counts
 
 
-def write_report(study, store, out: Path) -> None:
-    """Evaluate the study's families on its runs and write report.html / report.json.
+def write_report(study, store, out: Path, *, table=None):
+    """Evaluate the study's families on its runs, write report.html / report.json and return the ReportData.
 
     Runs censored at their budget are counted per arm (with the budget that
     would resolve them) before the report's path, as at the top of the report.
+    ``table``: the study's tidy table when the caller already has it (else read from the store).
     """
     from .report import collect_report_data, write_report_files
 
     print("evaluating predictions and writing the report ...", flush=True)
-    data = collect_report_data(study, store)
+    data = collect_report_data(study, store, table=table)
     html, js = write_report_files(data, out)
     if data.censoring is not None and data.censoring.any:
         print("\n".join(data.censoring.lines()))
     print(f"report: {html}\n        {js}")
+    return data
 
 
 def rebuild_report(args) -> int:

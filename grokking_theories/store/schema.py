@@ -26,7 +26,8 @@ READABLE_VERSIONS = (1, 2)
 #: First version with the probe tables.
 PROBE_TABLES_VERSION = 2
 
-#: Version 1, exactly as it shipped (kept verbatim: the migration tests build a version-1 index from it).
+#: Version 1, exactly as it shipped (kept verbatim: every later version is built from it plus the migrations;
+#: the migration tests keep their own copy, so a change here cannot slip past them).
 SCHEMA_V1 = (
     """CREATE TABLE runs (
         run_id TEXT PRIMARY KEY,

@@ -167,8 +167,7 @@ def _configs(table):
     from ..tasks import train_size
 
     cfg = table.drop(columns=[c for c in ("step", "metric", "value") if c in table.columns])
-    cfg = cfg.drop_duplicates("run_id").set_index("run_id")
-    cfg["model_width"] = np.where(cfg["arch"] == "transformer", cfg["d_model"], cfg["width"]).astype(float)
+    cfg = _with_width(cfg.drop_duplicates("run_id").set_index("run_id"))
     sizes = {key: train_size(TaskConfig(op=key[0], p=int(key[1]), train_frac=float(key[2])))
              for key in set(zip(cfg["op"], cfg["p"], cfg["train_frac"]))}
     cfg["n_train"] = [sizes[key] for key in zip(cfg["op"], cfg["p"], cfg["train_frac"])]
