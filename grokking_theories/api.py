@@ -41,11 +41,15 @@ class StudyResults:
         The tidy long-form table of the study's finished runs (logged and probe metrics).
     out : Path
         The study's output folder (report, study record).
+    comparison : Comparison or None
+        For a study that includes others (``all``): every explanation's predictions on every included
+        study's runs (:class:`~grokking_theories.theories.comparison.Comparison`, with its own ``summary()``).
     """
 
-    def __init__(self, study, table, verdicts, out: Path):
+    def __init__(self, study, table, verdicts, out: Path, comparison=None):
         self.study, self.table, self.out = study, table, Path(out)
         self._verdicts = list(verdicts)
+        self.comparison = comparison
 
     # --- tables ---------------------------------------------------------------------------------
     @property
@@ -69,6 +73,8 @@ class StudyResults:
         runs = self.table["run_id"].nunique() if not self.table.empty else 0
         head = (f"study {self.study.name} [{self.study.scale}]: {runs} finished run(s) of {len(self.study.configs)}; "
                 f"report {self.out / 'report.html'}")
+        if self.comparison is not None:
+            return f"{head}\n{self.comparison.summary()}"
         body = VerdictTable([v for v in self._verdicts if v.role == "headline"]).summary()
         return f"{head}\n{body}"
 
@@ -86,9 +92,19 @@ class StudyResults:
         cols = ["prediction_id", "verdict", "effect_name", "effect_size", "ci_low", "ci_high", "p_value",
                 "p_adjusted", "n_runs"]
         frame = self.headline[cols].rename(columns={"prediction_id": "id", "n_runs": "n"})
+        holm = ("Holm-adjusted within each explanation, as in its own study" if self.comparison is not None
+                else "Holm-adjusted as one family")
+        evidence = ""
+        if self.comparison is not None:
+            items = []
+            for family in self.comparison.families:
+                pro, con = self.comparison.evidence(family)
+                items.append(f"<li><b>{html.escape(family.title)}</b> ({html.escape(family.name)}): "
+                             f"<i>for</i>: {html.escape(pro)}; <i>against</i>: {html.escape(con)}</li>")
+            evidence = "<ul>" + "".join(items) + "</ul>"
         return (f"<p><b>{html.escape(self.study.name)}</b> [{html.escape(self.study.scale)}]: headline verdicts "
-                f"(one per prediction, on its primary design; Holm-adjusted as one family). Full report: "
-                f"<code>{html.escape(str(self.out / 'report.html'))}</code></p>"
+                f"(one per prediction, on its primary design; {holm}). Full report: "
+                f"<code>{html.escape(str(self.out / 'report.html'))}</code></p>" + evidence
                 + frame.to_html(index=False, float_format=lambda x: f"{x:.3g}", na_rep="–"))
 
     # --- figures --------------------------------------------------------------------------------
@@ -112,6 +128,9 @@ class StudyResults:
             raise GrokkingError(f"{name!r} {why}{did_you_mean(name, names)}; figures: {', '.join(names)}")
         family, function = matches[0].split(":", 1)
         draw = next(f for f in get_family(family).figures if f.__name__ == function)
+        if self.study.members:  # drawn on the family's own study's runs, as in the report
+            own = set(self.study.run_sets().get(get_family(family).study, ()))
+            return draw(self.table[self.table["run_id"].isin(own)])
         return draw(self.table)
 
 
@@ -127,29 +146,32 @@ def run_study(name: str, scale: str = "quick", *, out=None, store=None, device: 
     out : path, optional
         Output folder (default ``runs/NAME-SCALE``): report.html, report.json, study.json.
     store : path, optional
-        Run store folder (default ``OUT/store``); share one between studies to share runs.
+        Run store folder. Default: ``runs/store``, one store shared by every study run with the default
+        ``out``, so ``study all`` reuses the runs of ``study omnigrok`` (and the reverse); with an explicit
+        ``out``, ``OUT/store``.
     device : {'auto', 'cpu', 'cuda'}
     workers : int, optional
         Training processes, one torch thread each (default: the CPU count on cpu, 1 on cuda).
     ensemble_size : int, optional
         Most runs trained as one batched model (default: measured per architecture).
     """
-    from .report.build import probed_metrics_table
+    from .report.collect import probed_metrics_table
     from .store import RunStore
     from .studies import load_study
     from .study import print_run_table, probe_study, resolve_device, train_missing, write_report
     from .theories import get_family
 
     study = load_study(name, scale)  # every key and value checked before any training
+    out_given = out is not None
     out = Path(out) if out is not None else Path("runs") / f"{study.name}-{study.scale}"
-    store_dir = Path(store) if store is not None else out / "store"
+    store_dir = Path(store) if store is not None else default_store(out, explicit_out=out_given)
     device = resolve_device(device)
     workers = workers or (1 if device == "cuda" else (os.cpu_count() or 1))
     start = time.time()
     out.mkdir(parents=True, exist_ok=True)
     with RunStore(store_dir) as writer:
         counts = train_missing(study, writer, device, workers, ensemble_size)
-        probe_counts = probe_study(study, writer)
+        probe_counts = probe_study(study, writer, workers=workers)
         record = {"study": study.name, "path": str(study.path.resolve()), "scale": study.scale,
                   "store": str(store_dir.resolve()), "device": device, "wall_time": time.time() - start,
                   **counts, "probes": None if probe_counts is None else probe_counts.to_dict()}
@@ -159,7 +181,16 @@ def run_study(name: str, scale: str = "quick", *, out=None, store=None, device: 
         finished = sorted(writer.finished_ids() & {c.run_id for c in study.configs})
         table = probed_metrics_table(writer, finished, [get_family(n) for n in study.families])
         data = write_report(study, writer, out, table=table)
-    return StudyResults(study, table, data.verdicts, out)
+    return StudyResults(study, table, data.verdicts, out, data.comparison)
+
+
+#: Where studies run with the default output folder keep their runs: one store, so studies share runs.
+SHARED_STORE = Path("runs") / "store"
+
+
+def default_store(out: Path, *, explicit_out: bool) -> Path:
+    """The run store of a study whose ``store`` was not given (see :func:`run_study`)."""
+    return Path(out) / "store" if explicit_out else SHARED_STORE
 
 
 def load(out, *, store=None) -> StudyResults:
@@ -168,10 +199,10 @@ def load(out, *, store=None) -> StudyResults:
     Reads ``out/study.json`` (written by :func:`run_study` and the CLI), opens the store read-only and
     evaluates the study's families on its finished runs: the same verdicts as the report's.
     """
-    from .report.build import probed_metrics_table, study_run_sets
+    from .report.collect import evaluate_study, probed_metrics_table
     from .store import RunStore
     from .studies import load_study
-    from .theories import evaluate_families, get_family
+    from .theories import get_family
 
     out = Path(out)
     record_path = out / "study.json"
@@ -187,5 +218,5 @@ def load(out, *, store=None) -> StudyResults:
     with RunStore(store_dir, readonly=True) as reader:
         finished = sorted(reader.finished_ids() & {c.run_id for c in study.configs})
         table = probed_metrics_table(reader, finished, families)
-    verdicts = evaluate_families(table, families, study_run_sets(study), study=study.name)
-    return StudyResults(study, table, verdicts, out)
+    verdicts, comparison = evaluate_study(table, study, families)
+    return StudyResults(study, table, verdicts, out, comparison)

@@ -20,6 +20,17 @@ Keys inside ``base``, ``set``, ``grid`` and ``cases`` are run-config field names
 (:mod:`grokking_theories.config`); a typo fails with the key and a did-you-mean.
 The arm name is not part of a run's identity: two studies asking for the same
 config share one run.
+
+A study can instead *include* other studies (``studies/all.toml``)::
+
+    description = "Every explanation on one shared store"
+    include = ["weight_decay", "circuits", "omnigrok", "double_descent", "sharpness"]
+
+Its runs are the union of the included studies' runs at the same scale
+(deduplicated by run id), its arms are theirs, named ``study/arm``, and its
+families are theirs. Each family's predictions are still decided on the runs
+of the study that declares them (:func:`grokking_theories.theories.evaluate_study`),
+so a composite report gives the same headline verdicts as the family studies.
 """
 from __future__ import annotations
 
@@ -38,6 +49,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TOP_KEYS = {"description", "families", "quick", "paper"}
+INCLUDE_KEYS = {"description", "include"}
 SCALE_KEYS = {"seeds", "base", "arms"}
 ARM_KEYS = {"name", "set", "grid", "cases", "seeds"}
 
@@ -56,6 +68,8 @@ class Study:
     description: str
     families: list[str]
     arms: list[Arm]
+    #: For a study that includes others (``include = [...]``): each included study by name, in file order.
+    members: dict[str, "Study"] = field(default_factory=dict)
 
     @property
     def configs(self) -> list[RunConfig]:
@@ -69,7 +83,12 @@ class Study:
         return out
 
     def run_sets(self) -> dict[str, list[str]]:
-        """Arm name -> run ids: the run sets the report evaluates predictions on."""
+        """Arm name -> run ids: the run sets the report evaluates predictions on.
+
+        For a study that includes others: included study name -> its run ids (the cross-table's columns).
+        """
+        if self.members:
+            return {name: [c.run_id for c in member.configs] for name, member in self.members.items()}
         return {arm.name: [c.run_id for c in arm.configs] for arm in self.arms}
 
 
@@ -123,6 +142,8 @@ def load_study(name_or_path: str, scale: str = "quick") -> Study:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"study file {path} is not valid TOML: {exc}") from None
     where = str(path)
+    if "include" in data:
+        return _load_composite(path, data, scale)
     _check_keys(data, TOP_KEYS, where)
     if scale not in data:
         scales = sorted(k for k in data if k in ("quick", "paper"))
@@ -168,6 +189,48 @@ def load_study(name_or_path: str, scale: str = "quick") -> Study:
     study = Study(path.stem, path, scale, data.get("description", ""), families, arms)
     _validate_configs(study)
     return study
+
+
+def _load_composite(path: Path, data: dict, scale: str) -> Study:
+    """A study that includes others: their runs (deduplicated), their arms as ``study/arm``, their families."""
+    where = str(path)
+    _check_keys(data, INCLUDE_KEYS, where)
+    names = data["include"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"include in {where} must be a non-empty list of study names, got {names!r}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"include in {where} names a study twice: {names!r}")
+    members: dict[str, Study] = {}
+    for name in names:
+        # a path is read relative to the including file's folder, a bare name is a study in studies/
+        member_path = resolve(str(path.parent / name)) if name.endswith(".toml") else resolve(name)
+        if member_path.resolve() == path.resolve():
+            raise ConfigError(f"study {path.stem!r} includes itself")
+        try:
+            nested = "include" in tomllib.loads(member_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"study file {member_path} is not valid TOML: {exc}") from None
+        if nested:  # checked before loading it, so that two files including each other cannot recurse
+            raise ConfigError(f"study {path.stem!r} includes {name!r}, which includes other studies itself; "
+                              "list the studies it includes instead")
+        member = load_study(str(member_path), scale)
+        if member.name in members:
+            raise ConfigError(f"study {path.stem!r} includes two studies named {member.name!r} "
+                              f"({members[member.name].path} and {member.path}); their run sets would clash")
+        members[member.name] = member
+    arms = [Arm(f"{m.name}/{arm.name}", arm.configs) for m in members.values() for arm in m.arms]
+    families = _families_in_member_order(members)
+    return Study(path.stem, path, scale, data.get("description", ""), families, arms, members)
+
+
+def _families_in_member_order(members: dict[str, Study]) -> list[str]:
+    """The included studies' families, each family placed at the study that declares its runs (its own)."""
+    from .theories import get_family  # registers the shipped families; cheap next to loading the studies
+
+    listed = list(dict.fromkeys(f for m in members.values() for f in m.families))
+    own = {name: get_family(name).study for name in listed}
+    ordered = [f for m in members for f in listed if own[f] == m]
+    return ordered + [f for f in listed if f not in ordered]
 
 
 def _validate_configs(study: Study) -> None:

@@ -38,7 +38,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder for the report and study record (default runs/NAME-SCALE)")
     parser.add_argument("--store", type=Path, default=None,
-                        help="run store folder (default OUT/store); share one store between studies to share runs")
+                        help="run store folder (default: runs/store, shared by every study run with the default "
+                             "--out, so studies share runs; with --out given, OUT/store)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto")
     parser.add_argument("--workers", type=int, default=None,
                         help="training processes, one torch thread each (default: CPU count on cpu, 1 on cuda)")
@@ -68,8 +69,26 @@ def list_studies() -> int:
     for name, path in studies.items():
         data = tomllib.loads(path.read_text())
         scales = [s for s in ("quick", "paper") if s in data]
+        if "include" in data:  # a study of studies: the scales every study it includes has
+            scales = [s for s in ("quick", "paper") if _included_have_scale(path, data["include"], s)]
         print(f"{name:16s} [{', '.join(scales)}]  {data.get('description', '')}")
     return 0
+
+
+def _included_have_scale(path, names, scale: str) -> bool:
+    """Whether every study a composite study file includes has ``scale`` (False when one cannot be read)."""
+    import tomllib
+
+    from .errors import ConfigError
+    from .studies import resolve
+
+    if not isinstance(names, list):
+        return False
+    try:
+        return all(scale in tomllib.loads(resolve(str(path.parent / n) if n.endswith(".toml") else n).read_text())
+                   for n in names)
+    except (ConfigError, OSError, tomllib.TOMLDecodeError, AttributeError):
+        return False
 
 
 def train_missing(study, store, device: str, workers: int, ensemble_size: Optional[int]) -> dict:
@@ -122,7 +141,7 @@ def train_missing(study, store, device: str, workers: int, ensemble_size: Option
 def run_table(study, store):
     """One row per run of the study: what varies, seed, status and the grokking summary (as in the report)."""
     import pandas as pd
-    from .report.build import run_table_records
+    from .report.collect import run_table_records
 
     _, columns, records = run_table_records(study, store.runs_table())
     return pd.DataFrame(records, columns=columns).drop(columns=["wall_time", "device"])
@@ -168,8 +187,9 @@ def study_probes(study) -> list:
     return family_probes([get_family(n) for n in study.families])
 
 
-def probe_study(study, store, *, progress: bool = True):
-    """Run the declared probes on the study's finished runs (a writer store); print and return the counts.
+def probe_study(study, store, *, progress: bool = True, workers: int = 1):
+    """Run the declared probes on the study's finished runs (a writer store) with ``workers`` processes; print
+    and return the counts.
 
     Prints ``probes: N computed, M reused, K runs without checkpoints``; None when no family declares a probe.
     """
@@ -180,7 +200,7 @@ def probe_study(study, store, *, progress: bool = True):
         print("probes: none declared by the study's families", flush=True)
         return None
     ids = sorted(store.finished_ids() & {c.run_id for c in study.configs})
-    counts = run_probes(store, ids, probes, progress=progress)
+    counts = run_probes(store, ids, probes, progress=progress, workers=workers)
     print(f"{counts.summary()} [{', '.join(p.name for p in probes)}, {len(ids)} finished runs]", flush=True)
     if counts.runs_without_checkpoint:
         shown = ", ".join(counts.runs_without_checkpoint[:5])

@@ -15,3 +15,28 @@ def tiny_cfg():
         flat.update(overrides)
         return make_run_config(flat)
     return make
+
+
+@pytest.fixture
+def tiny_composite(tmp_path, monkeypatch):
+    """Two tiny studies ('sharpness', so the gallery's Power et al. figure is drawn, and 'tinyb') with a family
+    each, and a composite study including both by path."""
+    import dataclasses
+
+    import grokking_theories.theories as theories
+    from test_study import TINY, tiny_family
+
+    base = tiny_family()
+    fam_a = dataclasses.replace(base, name="fam_a", title="Planted A", study="sharpness",
+                                predictions=(dataclasses.replace(base.predictions[0], id="A1", family="fam_a"),))
+    fam_b = dataclasses.replace(base, name="fam_b", title="Planted B", study="tinyb",
+                                predictions=(dataclasses.replace(base.predictions[0], id="B1", family="fam_b"),))
+    families = {"fam_a": fam_a, "fam_b": fam_b}
+    monkeypatch.setattr(theories, "get_family", lambda name: families[name])
+    (tmp_path / "sharpness.toml").write_text(TINY.replace("MAX_STEPS", "30").replace("tiny_family", "fam_a"))
+    (tmp_path / "tinyb.toml").write_text(TINY.replace("MAX_STEPS", "30").replace("tiny_family", "fam_b")
+                                         .replace("p = 11", "p = 13"))
+    path = tmp_path / "mix.toml"
+    path.write_text(f'description = "planted composite"\ninclude = ["{tmp_path / "sharpness.toml"}", '
+                    f'"{tmp_path / "tinyb.toml"}"]\n')
+    return path

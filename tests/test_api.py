@@ -11,7 +11,7 @@ from test_study import tiny_family, write_study
 
 def _figure_of_runs(table):
     """A family figure whose title says how many runs it was given (so the test sees the study's table)."""
-    from grokking_theories.theories._plotting import new_figure
+    from grokking_theories.plotting import new_figure
 
     fig, axes = new_figure(1, 1)
     axes[0][0].set_title(f"{table['run_id'].nunique()} runs")

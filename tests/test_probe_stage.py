@@ -420,3 +420,46 @@ def test_plant_probe_places_summaries_at_the_last_step():
         plant_probe(stub_probe("t", plant=lambda *a: {"other": 1.0}), make_config(), steps, {}, None)
     with pytest.raises(ValueError, match="no plant"):
         plant_probe(stub_probe("u"), make_config(), steps, {}, None)
+
+
+# ---------------------------------------------------------------------- several processes
+
+
+def _three_run_store(root):
+    s = RunStore(root)
+    for seed in range(3):
+        s.write_result(make_config(seed), make_rows(seed + 1.0), checkpoint=make_checkpoint(seed))
+    return s
+
+
+def test_two_workers_store_the_same_rows_as_one(tmp_path):
+    stored = []
+    for workers in (1, 2):
+        with _three_run_store(tmp_path / f"store{workers}") as s:
+            counts = run_probes(s, ids(0, 1, 2), [stub_probe("par")], progress=False, workers=workers)
+            assert (counts.computed, counts.reused) == (3, 0)
+            stored.append(table_dict(s.metrics_table(probes={"par": 1})))
+            assert run_probes(s, ids(0, 1, 2), [stub_probe("par")], progress=False, workers=workers).computed == 0
+    assert stored[0] == stored[1] and any(m == "par_sum" for _, _, m in stored[0])
+
+
+def test_a_probe_that_cannot_travel_is_computed_in_the_driver(tmp_path):
+    calls = []
+
+    def inline(config, checkpoint, logged):  # a closure: not picklable, so never sent to a worker
+        calls.append(run_id(config))
+        return pd.DataFrame({"step": [0], "metric": ["inline_sum"], "value": [1.0]})
+
+    with _three_run_store(tmp_path / "store") as s:
+        probe = Probe(name="inline", version=1, metrics=("inline_sum",), compute=inline)
+        assert run_probes(s, ids(0, 1, 2), [probe], progress=False, workers=2).computed == 3
+    assert sorted(calls) == sorted(ids(0, 1, 2))
+
+
+def test_a_corrupt_checkpoint_in_a_worker_names_the_file(tmp_path):
+    with _three_run_store(tmp_path / "store") as s:
+        path = s.checkpoint_path(ids(1)[0])
+        path.write_bytes(path.read_bytes()[:-20])
+        with pytest.raises(CorruptCheckpointError, match=str(path.name)):
+            run_probes(s, ids(0, 1, 2), [stub_probe("par")], progress=False, workers=2)
+        assert ("par" not in {k[1] for k in s.probe_state(ids(1))})

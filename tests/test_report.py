@@ -337,7 +337,7 @@ def test_legend_says_what_the_quick_scale_means(env):
 
 
 def test_scale_sentence_names_the_paper_setting(tmp_path):
-    from grokking_theories.report.build import scale_setting
+    from grokking_theories.report.provenance import scale_setting
     from grokking_theories.studies import load_study
 
     path = tmp_path / "two_scales.toml"
@@ -715,7 +715,7 @@ def test_missing_runs_are_listed_and_not_evaluated(env, tmp_path):
 
 
 def test_seed_mean_holds_a_stopped_seed_at_its_last_value():
-    from grokking_theories.report.figures import seed_mean
+    from grokking_theories.plotting import seed_mean
 
     long = (np.array([1.0, 10.0, 100.0]), np.array([0.0, 0.5, 1.0]))
     short = (np.array([1.0, 10.0]), np.array([0.0, 1.0]))
@@ -737,7 +737,7 @@ def test_hue_groups_follow_the_varying_columns(env):
 
 
 def test_git_state_outside_a_checkout(tmp_path):
-    from grokking_theories.report.build import _git_state
+    from grokking_theories.report.provenance import _git_state
 
     assert _git_state(tmp_path) == ("none", None)
     commit, dirty = _git_state(Path(__file__).resolve().parents[1] / "grokking_theories")

@@ -294,3 +294,42 @@ def test_equivalence_outcome_false_support_at_the_margin_is_at_most_alpha(bounda
     hits = sum(equivalence_outcome(estimate=e, se=se, df=df, target=-1.0, margin=0.3, test="TOST",
                                    statistic_name="slope").verdict == "supported" for e in est)
     assert hits / n <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / n)
+
+
+def test_table_facts_select_the_same_rows_as_the_long_table():
+    """Deciding a design on one row per run (TableFacts.runs) selects exactly the long table's rows, for every
+    shipped prediction's design on a planted table of the shipped quick studies' configs."""
+    from grokking_theories.stats import TableFacts
+    from grokking_theories.studies import load_study
+    from grokking_theories.theories import all_families
+    from grokking_theories.theories.planted import table_of_runs
+
+    configs = load_study("all").configs  # every shipped quick study's runs
+    steps = np.array([1.0, 10.0, 100.0])
+    full = table_of_runs([(c, {"test_acc": (steps, np.array([0.0, 0.5, 1.0])),
+                               "weight_norm": (steps, np.array([np.nan, np.nan, np.nan]))}) for c in configs])
+    # the whole table, and a filtered one whose index has gaps (as a run set's rows of a composite study do)
+    for table in (full, full[full["weight_decay"] > 0.5]):
+        facts = TableFacts.of(table)
+        assert facts.metrics == {"test_acc", "weight_norm"} and facts.finite == {"test_acc"}
+        assert len(facts.runs) == table["run_id"].nunique() and "value" not in facts.runs.columns
+        for family in all_families():
+            for p in family.predictions:
+                long_rows, long_problems = p.design.select(table)
+                fast_rows, fast_problems = p.design.select(table, facts=facts)
+                assert fast_problems == long_problems, p.id
+                assert fast_rows.index.equals(long_rows.index), p.id
+                assert p.missing(table, facts=facts) == p.missing(table), p.id
+                assert bool(p.answerable(table, facts=facts)) == bool(p.design_rows(table)[1]), p.id
+    with pytest.raises(ValueError, match="another table"):
+        family.predictions[0].design.select(full, facts=facts)
+
+
+def test_a_filter_on_a_per_row_column_falls_back_to_the_long_table():
+    from grokking_theories.stats import TableFacts
+
+    table = wd_table()
+    facts = TableFacts.of(table)
+    design = Design(runs="step >= 2")
+    fast, problems = design.select(table, facts=facts)
+    assert problems == [] and fast.index.equals(table.query("step >= 2").index)

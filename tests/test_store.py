@@ -1,6 +1,7 @@
 """Tests of grokking_theories.store.RunStore (tmp_path only, light on CPU)."""
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import subprocess
@@ -15,8 +16,9 @@ import torch
 
 from grokking_theories.config import ModelConfig, OptimConfig, RunConfig, TaskConfig, run_id
 from grokking_theories.errors import CorruptCheckpointError, StoreError, StoreLockedError
-from grokking_theories.store import RunStore
+from grokking_theories.store import Checkpoint, RunStore
 from grokking_theories.store import sqlite_store
+from grokking_theories.store.checkpoints import CheckpointFiles, read_verified, serialise_checkpoint
 
 torch.set_num_threads(1)
 
@@ -78,10 +80,10 @@ def test_round_trip_configs_metrics_checkpoints(tmp_path):
         assert (got_b.weight_decay == 0.1).all() and got_b.fixed_norm.isna().all()
 
         loaded = store.load_checkpoints(run_id(a))
-        assert set(loaded) == {"steps", "params"} and set(loaded["params"]) == {"w", "b"}
-        assert torch.equal(loaded["steps"], ckpt["steps"]) and loaded["steps"].dtype == torch.long
+        assert isinstance(loaded, Checkpoint) and set(loaded.params) == {"w", "b"}
+        assert torch.equal(loaded.steps, ckpt["steps"]) and loaded.steps.dtype == torch.long
         for name, tensor in ckpt["params"].items():
-            assert torch.equal(loaded["params"][name], tensor)
+            assert torch.equal(loaded.params[name], tensor)
 
         runs = store.runs_table().set_index("run_id")
         assert list(runs.reset_index().columns[:4]) == ["run_id", "status", "wall_time", "device"]
@@ -352,6 +354,119 @@ def test_checkpoint_written_atomically_leaves_no_temp_files(tmp_path):
         store.write_result(cfg, make_rows(), checkpoint=make_checkpoint(2))
         assert [p.name for p in store.checkpoint_dir.iterdir()] == [f"{run_id(cfg)}.pt"]
         assert store.load_checkpoints(run_id(cfg))["steps"].tolist() == [0, 5]
+
+
+def _previous_serialise(checkpoint) -> bytes:
+    """The bytes the store wrote before Checkpoint existed: torch.save of a clean plain dict."""
+    import io
+
+    clean = {"steps": checkpoint["steps"].to(torch.int64).contiguous().clone(),
+             "params": {n: t.contiguous().clone() for n, t in checkpoint["params"].items()}}
+    buf = io.BytesIO()
+    torch.save(clean, buf)
+    return buf.getvalue()
+
+
+def test_checkpoint_round_trip_through_files_and_store(tmp_path):
+    ckpt = make_checkpoint()
+    files = CheckpointFiles(tmp_path)
+    sha = files.write("r1", serialise_checkpoint(Checkpoint(**ckpt), "r1"))
+    assert files.path("r1") == tmp_path / "r1.pt" and files.path("r1").is_file()
+    got = files.read_verified("r1", sha)
+    assert isinstance(got, Checkpoint) and (got.run_id, got.sha256, len(got)) == ("r1", sha, 3)
+    assert torch.equal(got.steps, ckpt["steps"]) and set(got.params) == {"w", "b"}
+    for name, tensor in ckpt["params"].items():
+        assert torch.equal(got.params[name], tensor)
+    step, params = got.at(1)
+    assert step == 5 and isinstance(step, int) and torch.equal(params["w"], ckpt["params"]["w"][1])
+    assert got.at(-1)[0] == 10
+    with pytest.raises(IndexError, match="snapshot 3"):
+        got.at(3)
+    files.remove("r1")
+    files.remove("r1")  # a missing file is fine
+    assert not files.path("r1").exists()
+
+    cfg = make_config()
+    with RunStore(tmp_path / "store") as store:
+        store.write_result(cfg, make_rows(), checkpoint=Checkpoint(**ckpt))  # a Checkpoint is written like a dict
+        loaded = store.checkpoint(run_id(cfg))
+        assert loaded.run_id == run_id(cfg) and loaded.sha256 == store.checkpoint_shas([run_id(cfg)])[run_id(cfg)]
+        assert torch.equal(loaded.params["b"], ckpt["params"]["b"])
+        assert torch.equal(store.load_checkpoints(run_id(cfg)).steps, loaded.steps)  # the old name still works
+        with pytest.raises(StoreError, match="no run 'nope'"):
+            store.checkpoint("nope")
+
+
+def test_checkpoint_dict_style_access_is_attribute_access():
+    ckpt = Checkpoint(**make_checkpoint())
+    assert ckpt["steps"] is ckpt.steps and ckpt["params"] is ckpt.params
+    assert ckpt.as_dict() == {"steps": ckpt.steps, "params": ckpt.params}
+    with pytest.raises(KeyError, match="not 'step'"):
+        ckpt["step"]
+    with pytest.raises(TypeError, match="not iterable"):  # not the puzzling KeyError of ckpt[0]
+        list(ckpt)
+    with pytest.raises(AttributeError):  # frozen
+        ckpt.steps = torch.arange(3)
+    with pytest.raises(TypeError):  # keyword-only
+        Checkpoint(ckpt.steps, ckpt.params)
+    with pytest.raises(ValueError, match="run r: bad checkpoint: 'steps' must be a 1-d int64"):
+        Checkpoint(steps=torch.zeros(3), params={}, run_id="r")
+    with pytest.raises(ValueError, match=r"params\['w'\] has shape \(2, 3\), expected leading dim 3"):
+        Checkpoint(steps=torch.arange(3), params={"w": torch.zeros(2, 3)})
+
+
+@pytest.mark.parametrize("how, words", [("flipped", "modified"), ("truncated", "truncated"),
+                                        ("malformed", "malformed")])
+def test_corrupt_checkpoint_file_raises_naming_the_path(tmp_path, how, words):
+    files = CheckpointFiles(tmp_path)
+    sha = files.write("r1", serialise_checkpoint(make_checkpoint(), "r1"))
+    path = files.path("r1")
+    if how == "malformed":  # a readable torch file, recorded as such, that is not a checkpoint
+        import io
+
+        buf = io.BytesIO()
+        torch.save({"steps": torch.zeros(3), "params": {}}, buf)
+        path.write_bytes(buf.getvalue())
+        sha = hashlib.sha256(buf.getvalue()).hexdigest()
+    else:
+        _damage(path, how)
+    with pytest.raises(CorruptCheckpointError) as info:
+        files.read_verified("r1", sha)
+    assert str(path) in str(info.value) and words in str(info.value) and "r1" in str(info.value)
+
+
+def test_checkpoint_files_keep_the_previous_on_disk_format(tmp_path):
+    """The file is still torch.save of the plain dict: stores written before Checkpoint load, and vice versa."""
+    ckpt = make_checkpoint()
+    old_bytes = _previous_serialise(ckpt)
+    assert serialise_checkpoint(ckpt, "r") == old_bytes == serialise_checkpoint(Checkpoint(**ckpt), "r")
+
+    path = tmp_path / "old.pt"  # a file as the previous code wrote it
+    path.write_bytes(old_bytes)
+    got = read_verified(path, "old", hashlib.sha256(old_bytes).hexdigest())
+    assert isinstance(got, Checkpoint) and torch.equal(got["steps"], ckpt["steps"])
+    assert torch.equal(got.params["w"], ckpt["params"]["w"])
+
+    cfg = make_config()
+    with RunStore(tmp_path / "store") as store:
+        store.write_result(cfg, make_rows(), checkpoint=ckpt)
+        raw = torch.load(store.checkpoint_path(run_id(cfg)), weights_only=True)
+    assert type(raw) is dict and set(raw) == {"steps", "params"}  # not a pickled Checkpoint
+    assert store.checkpoint_path(run_id(cfg)).read_bytes() == old_bytes
+
+
+def test_index_lock_and_files_are_separate_modules(tmp_path):
+    from grokking_theories.store import index, lock
+
+    with RunStore(tmp_path) as store:
+        assert isinstance(store._index, index.RunIndex) and store._index.path == store.index_path
+        assert isinstance(store._lock, lock.WriterLock) and store._lock.path == store.lock_path
+        assert store._lock.held and store._files.folder == store.checkpoint_dir
+    assert not store._lock.held  # close releases it
+    with pytest.raises(StoreError, match="is closed"):
+        store.finished_ids()
+    with RunStore(tmp_path, readonly=True) as reader:
+        assert reader._lock is None
 
 
 # ---------------------------------------------------------------- tidy table

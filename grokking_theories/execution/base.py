@@ -27,6 +27,12 @@ def plan_ensembles(configs: Sequence[RunConfig], device: str = "cpu",
     Members are sorted by weight decay and init scale within a shape so that
     runs which stop at similar times train together (a stopped member still
     costs its share of every step until the whole ensemble is done).
+
+    The ensembles come longest first (by the sum of their members' step
+    budgets, a rough cost: runs stop early and shapes differ; the sort is
+    stable): with several workers, a long ensemble started last would leave
+    the other workers idle at the end (longest-processing-time-first
+    scheduling).
     """
     groups: dict[tuple, list[RunConfig]] = defaultdict(list)
     for cfg in configs:
@@ -39,7 +45,7 @@ def plan_ensembles(configs: Sequence[RunConfig], device: str = "cpu",
         members = sorted(members, key=lambda c: (c.optim.fixed_norm is not None, c.optim.weight_decay,
                                                  c.optim.lr, c.model.alpha, c.optim.fixed_norm or 0.0, c.seed))
         plan.extend(members[i:i + size] for i in range(0, len(members), size))
-    return plan
+    return sorted(plan, key=lambda group: -sum(c.budget.max_steps for c in group))
 
 
 class Executor(ABC):

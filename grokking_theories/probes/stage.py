@@ -20,6 +20,7 @@ Registered probes: :data:`PROBES` (``flips``, the per-example flip summary, in
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 from dataclasses import asdict, dataclass, field
@@ -284,7 +285,7 @@ def pending_probes(store, run_ids: Iterable[str], probes) -> dict[str, list[str]
     return out
 
 
-def run_probes(store, run_ids: Iterable[str], probes, *, progress: bool = True) -> ProbeCounts:
+def run_probes(store, run_ids: Iterable[str], probes, *, progress: bool = True, workers: int = 1) -> ProbeCounts:
     """Compute and store every (run, probe) whose stored rows are missing or out of date.
 
     Parameters
@@ -298,6 +299,11 @@ def run_probes(store, run_ids: Iterable[str], probes, *, progress: bool = True) 
         Probes (or registered names) to run.
     progress : bool, default True
         Show a tqdm bar (on stderr) when more than one run is probed.
+    workers : int, default 1
+        Processes that compute (one torch thread each; the driver alone writes). With more than one, each
+        worker opens the store read-only and computes one run's stale probes at a time; the rows are the same
+        as with one, and so is what is stored. When some probe cannot be loaded in another process (a lambda,
+        or a function of a script's or notebook's ``__main__``), every probe is computed here, in order.
 
     Returns
     -------
@@ -338,22 +344,79 @@ def run_probes(store, run_ids: Iterable[str], probes, *, progress: bool = True) 
 
         with tqdm(total=len(plan.todo), unit="run", desc="probes", dynamic_ncols=True,
                   disable=not progress or len(plan.todo) <= 1) as bar:
-            for rid, stale in plan.todo.items():
-                bar.set_postfix_str(", ".join(p.name for p in stale))
-                checkpoint = store.load_checkpoints(rid)  # CorruptCheckpointError names the file
-                config = store.config(rid)
-                logged = store.metrics_table(run_ids=[rid], probes=False)[["step", "metric", "value"]]
-                for probe in stale:
-                    try:
-                        rows = _validated(probe, rid, probe.compute(config, checkpoint, logged))
-                    except Exception as exc:
-                        exc.add_note(f"while computing probe {probe.name!r} (version {probe.version}) on run {rid}")
-                        raise
-                    store.write_probe(rid, probe.name, probe.version, rows, checkpoint_sha256=plan.shas[rid])
-                    computed += 1
-                bar.update(1)
+            bar.set_postfix_str(", ".join(sorted({p.name for stale in plan.todo.values() for p in stale})))
+            with contextlib.closing(_computed(store, plan.todo, workers)) as results_by_run:  # pool shut on error
+                for rid, results in results_by_run:
+                    for probe, rows in results:
+                        store.write_probe(rid, probe.name, probe.version, rows, checkpoint_sha256=plan.shas[rid])
+                        computed += 1
+                    bar.update(1)
     return ProbeCounts(computed=computed, reused=plan.reused, skipped_no_checkpoint=len(plan.no_checkpoint),
                        not_defined=plan.not_defined, runs_without_checkpoint=tuple(plan.no_checkpoint))
+
+
+def _computed(store, todo: Mapping[str, Sequence[Probe]], workers: int):
+    """Yield ``(run id, [(probe, validated rows)])`` for every run of ``todo``: here, or in ``workers`` processes
+    (all of them here when some stale probe cannot travel to another process)."""
+    if workers > 1 and len(todo) > 1 and not all(_can_travel(p) for stale in todo.values() for p in stale):
+        workers = 1
+    if workers <= 1 or len(todo) <= 1:
+        for rid, stale in todo.items():
+            yield rid, _probe_run(store, rid, stale)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from ..execution.local import _init_worker
+
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker) as pool:
+        futures = {pool.submit(_probe_run_in_worker, str(store.root), rid, list(stale)): rid
+                   for rid, stale in todo.items()}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _can_travel(probe: Probe) -> bool:
+    """Whether a worker process can load ``probe``: it pickles, and its code is not in ``__main__`` (a script's
+    or notebook's own functions pickle by name but do not exist in a spawned worker)."""
+    import pickle
+
+    if getattr(probe.compute, "__module__", None) == "__main__" or type(probe.compute).__module__ == "__main__":
+        return False
+    try:
+        pickle.dumps(probe)
+    except Exception:  # a closure or lambda
+        return False
+    return True
+
+
+def _probe_run(store, rid: str, stale: Sequence[Probe]) -> list:
+    """Every stale probe's validated rows for one run (its checkpoint loaded once, verified)."""
+    checkpoint = store.load_checkpoints(rid)  # CorruptCheckpointError names the file
+    config = store.config(rid)
+    logged = store.metrics_table(run_ids=[rid], probes=False)[["step", "metric", "value"]]
+    out = []
+    for probe in stale:
+        try:
+            out.append((probe, _validated(probe, rid, probe.compute(config, checkpoint, logged))))
+        except Exception as exc:
+            exc.add_note(f"while computing probe {probe.name!r} (version {probe.version}) on run {rid}")
+            raise
+    return out
+
+
+def _probe_run_in_worker(root: str, rid: str, stale: Sequence[Probe]) -> list:
+    """:func:`_probe_run` in a worker process, on its own read-only view of the store (the driver writes)."""
+    from ..store import RunStore
+
+    with RunStore(root, readonly=True) as reader:
+        return _probe_run(reader, rid, stale)
 
 
 def _validated(probe: Probe, rid: str, rows):

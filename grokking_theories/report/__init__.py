@@ -14,11 +14,21 @@ PNGs carry no software stamp, floats are formatted with fixed precision and
 the JSON keys are sorted. That makes reports diffable and lets the tests
 compare them with a golden copy.
 
+The package's modules follow its seams: :mod:`.collect` gathers a
+:class:`ReportData` (verdicts, run table, figures), :mod:`.provenance` says
+what produced it and which setting its verdicts are about, :mod:`.render`
+turns it into the two files, :mod:`.censoring` counts the censored runs and
+:mod:`.figures` draws the report's own figures with
+:mod:`grokking_theories.plotting`; :mod:`.build` joins them in
+:func:`build_report`.
+
 matplotlib, seaborn, pandas and jinja2 are imported inside the functions
 that need them, so importing this package is cheap.
 """
-from .build import ReportData, build_report, collect_report_data, render_html, render_json, write_report_files
+from .build import build_report
 from .censoring import CensoringSummary, censoring_summary
+from .collect import ReportData, collect_report_data
+from .render import render_html, render_json, write_report_files
 
 __all__ = ["CensoringSummary", "ReportData", "build_report", "censoring_summary", "collect_report_data",
            "render_html", "render_json", "write_report_files"]

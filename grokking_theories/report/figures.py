@@ -1,10 +1,12 @@
 """The report's own figures, and turning any matplotlib figure into deterministic PNG bytes.
 
-Our figures are built on :class:`matplotlib.figure.Figure` with an explicit
-Agg canvas instead of :mod:`matplotlib.pyplot`: no global backend switch, no
-figure registry to leak into, and the rcParams seaborn's styles set are
-scoped to a ``with`` block, so building a report leaves the caller's
-matplotlib state as it was.
+The figures are drawn with :mod:`grokking_theories.plotting` (figures with
+their own Agg canvas, not pyplot's; seaborn's look scoped to a ``with``
+block), so building a report leaves the caller's matplotlib state as it was.
+This module adds what is the report's own: the hue groups (one colour per
+combination of the config values that vary within an arm), the grokking and
+weight-norm figures, and saving a figure as PNG bytes that depend only on
+what is drawn.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+
+from .render import format_value
 
 #: Resolution of every PNG. Fixed: the bytes (and the golden files) must not depend on rcParams.
 DPI = 100
@@ -71,15 +75,6 @@ def close_figure(fig) -> None:
         plt.close(fig)
 
 
-def _new_figure(figsize):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 # ---------------------------------------------------------------------- hue groups
 
 
@@ -92,17 +87,6 @@ def _sort_key(value):
     if isinstance(value, (int, float, np.integer, np.floating)):
         return (0, float(value), "")
     return (1, 0.0, str(value))
-
-
-def format_value(value) -> str:
-    """A config value as the report prints it: ``0.5``, ``1``, ``add``, ``none``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "none"
-    if isinstance(value, (float, np.floating)):
-        return format(float(value), "g")
-    if isinstance(value, np.integer):
-        return str(int(value))
-    return str(value)
 
 
 def _run_keys(table, hue_cols: Sequence[str]) -> dict[str, tuple]:
@@ -137,75 +121,6 @@ def hue_label(hue_cols: Sequence[str], key: tuple, default: str = "all runs") ->
     return ", ".join(f"{c}={format_value(v)}" for c, v in zip(hue_cols, key))
 
 
-def _palette(n: int, key_values: list[tuple]):
-    import seaborn as sns
-
-    numeric = bool(key_values) and all(
-        len(k) == 1 and _sort_key(k[0])[0] == 0 for k in key_values)
-    if numeric and n > 2:
-        # An ordered knob (alpha, weight decay) reads best on a sequential scale. The top of
-        # viridis is a yellow that vanishes on white, so only its darker 85 % is used.
-        cmap = sns.color_palette("viridis", as_cmap=True)
-        return [tuple(cmap(x)[:3]) for x in np.linspace(0.0, 0.85, n)]
-    return sns.color_palette("deep", n)
-
-
-def _curves(table, metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """run_id -> (steps, values) of one metric: finite values at steps >= 1 (a log axis has no step 0)."""
-    rows = table[table["metric"] == metric]
-    out = {}
-    for rid, g in rows.groupby("run_id", sort=True):
-        steps = g["step"].to_numpy(dtype=float)
-        values = g["value"].to_numpy(dtype=float)
-        order = np.argsort(steps, kind="stable")
-        steps, values = steps[order], values[order]
-        keep = np.isfinite(values) & (steps >= 1)
-        if keep.any():
-            out[str(rid)] = (steps[keep], values[keep])
-    return out
-
-
-def seed_mean(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over seeds on the union of their steps.
-
-    Each seed is interpolated linearly in log-step; past its last logged
-    step it keeps its last value (a run stopped after grokking stays where
-    it ended), so the mean does not jump where one seed's log ends.
-    """
-    grid = np.unique(np.concatenate([s for s, _ in curves]))
-    lg = np.log10(grid)
-    stack = np.vstack([np.interp(lg, np.log10(s), v) for s, v in curves])
-    return grid, stack.mean(axis=0)
-
-
-def _draw(ax, groups, curves, colors, *, log_y: bool) -> list:
-    """Faded thin line per seed, bold mean per hue group; returns legend handles."""
-    handles = []
-    lows, highs = [], []
-    for (label, run_ids), color in zip(groups, colors):
-        members = [curves[r] for r in run_ids if r in curves]
-        if not members:
-            continue
-        for steps, values in members:
-            ax.plot(steps, values, color=color, lw=0.7, alpha=0.3)
-            lows.append(values.min())
-            highs.append(values.max())
-        grid, mean = seed_mean(members)
-        (line,) = ax.plot(grid, mean, color=color, lw=2.0, label=label)
-        handles.append(line)
-    ax.set_xscale("log")
-    # A log y axis only pays off over two decades or more; over less, matplotlib labels its minor
-    # ticks ("3 x 10^0"), which reads worse than a linear axis.
-    if log_y and handles and min(lows) > 0 and max(highs) / min(lows) >= 100:
-        from matplotlib.ticker import NullFormatter
-
-        ax.set_yscale("log")
-        ax.yaxis.set_minor_formatter(NullFormatter())
-    if not handles:
-        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
-    return handles
-
-
 def _groups(table, run_ids: Sequence[str], hue_cols: Sequence[str], default: str):
     """[(label, [run ids])] in hue-value order, and each group's key."""
     keys = _run_keys(table[table["run_id"].isin(set(run_ids))], hue_cols)
@@ -216,18 +131,36 @@ def _groups(table, run_ids: Sequence[str], hue_cols: Sequence[str], default: str
     return [(hue_label(hue_cols, k, default), by_key[k]) for k in ordered], ordered
 
 
-def _style():
-    """seaborn's look, scoped: the rcParams revert when the block ends."""
-    import contextlib
+def _panel(ax, table, groups, colors, metric: str, *, log_y: bool) -> list:
+    """One metric of each hue group (:func:`~grokking_theories.plotting.seeds_and_mean`); returns legend handles."""
+    from ..plotting import seeds_and_mean
 
-    import matplotlib
-    import seaborn as sns
+    rows = table[table["metric"] == metric]
+    handles = []
+    for (label, run_ids), color in zip(groups, colors):
+        line = seeds_and_mean(rows[rows["run_id"].isin(set(run_ids))], ax=ax, color=color, label=label)
+        if line is not None:
+            handles.append(line)
+    ax.set_xscale("log")
+    # A log y axis only pays off over two decades or more; over less, matplotlib labels its minor
+    # ticks ("3 x 10^0"), which reads worse than a linear axis. The data limits span the drawn runs.
+    low, high = ax.dataLim.intervaly
+    if log_y and handles and low > 0 and high / low >= 100:
+        from matplotlib.ticker import NullFormatter
 
-    stack = contextlib.ExitStack()
-    stack.enter_context(matplotlib.rc_context())
-    stack.enter_context(sns.axes_style("whitegrid"))
-    stack.enter_context(sns.plotting_context("notebook", font_scale=0.85))
-    return stack
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    if not handles:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
+    return handles
+
+
+def _hue_palette(keys: list[tuple]) -> list:
+    """Colours of the hue groups: an ordered knob (one numeric column, > 2 values) on viridis, else 'deep'."""
+    from ..plotting import palette
+
+    numeric = bool(keys) and all(len(k) == 1 and _sort_key(k[0])[0] == 0 for k in keys)
+    return palette(len(keys), ordered=numeric and len(keys) > 2)
 
 
 def grokking_figure(table, arm: str, run_ids: Sequence[str], hue_cols: Sequence[str]) -> Optional[object]:
@@ -250,17 +183,18 @@ def grokking_figure(table, arm: str, run_ids: Sequence[str], hue_cols: Sequence[
     matplotlib.figure.Figure or None
         None when the arm has no logged accuracy or loss.
     """
+    from ..plotting import new_figure, style
+
     sub = table[table["run_id"].isin(set(run_ids))]
     if sub.empty or not sub["metric"].isin([m for m, _, _ in GROKKING_PANELS]).any():
         return None
     groups, keys = _groups(sub, run_ids, hue_cols, arm)
-    with _style():
-        colors = _palette(len(groups), keys)
-        fig = _new_figure((10.0, 6.4))
-        axes = fig.subplots(2, 2, sharex=True)
+    with style():
+        colors = _hue_palette(keys)
+        fig, axes = new_figure(2, 2, width=5.0, height=3.2, layout="constrained", dpi=DPI, sharex=True)
         handles = []
         for ax, (metric, title, log_y) in zip(axes.ravel(), GROKKING_PANELS):
-            h = _draw(ax, groups, _curves(sub, metric), colors, log_y=log_y)
+            h = _panel(ax, sub, groups, colors, metric, log_y=log_y)
             handles = handles or h
             ax.set_title(title)
             if metric.endswith("acc"):
@@ -287,17 +221,19 @@ def weight_norm_figure(table, arms: Sequence[tuple[str, Sequence[str], Sequence[
     matplotlib.figure.Figure or None
         None when no run logged ``weight_norm``.
     """
+    from ..plotting import new_figure, style
+
     if table.empty or not (table["metric"] == "weight_norm").any():
         return None
     ncols = min(len(arms), 2)
     nrows = math.ceil(len(arms) / ncols)
-    with _style():
-        fig = _new_figure((5.4 * ncols, 3.6 * nrows))
-        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    with style():
+        fig, axes = new_figure(ncols, nrows, width=5.4, height=3.6, layout="constrained", dpi=DPI)
+        axes = axes.ravel()
         for ax, (arm, run_ids, hue_cols) in zip(axes, arms):
             sub = table[table["run_id"].isin(set(run_ids))]
             groups, keys = _groups(sub, run_ids, hue_cols, arm)
-            handles = _draw(ax, groups, _curves(sub, "weight_norm"), _palette(len(groups), keys), log_y=False)
+            handles = _panel(ax, sub, groups, _hue_palette(keys), "weight_norm", log_y=False)
             ax.set_title(f"arm {arm}")
             ax.set_xlabel("step")
             ax.set_ylabel("weight norm")

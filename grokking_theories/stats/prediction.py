@@ -181,14 +181,37 @@ class Design:
             parts.append(f">= {self.min_seeds} runs per level")
         return "; ".join(parts)
 
-    def select(self, table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-        """The rows of ``table`` in this design, and the reasons the design is absent (empty if present)."""
+    def select(self, table: pd.DataFrame, *, facts: Optional["TableFacts"] = None) -> tuple[pd.DataFrame, list[str]]:
+        """The rows of ``table`` in this design, and the reasons the design is absent (empty if present).
+
+        ``facts``: :meth:`TableFacts.of` ``table``. The filter, the held levels and the level counts read config
+        columns only, which are constant within a run, so deciding them on one row per run
+        (:attr:`TableFacts.runs`) selects the same runs, and the same rows in the same order, as on the long
+        table, only much faster; a filter that names a per-row column (step, metric, value) is decided on the
+        long table.
+        """
+        if facts is not None and not table.empty:
+            if facts.table is not table:
+                raise ValueError("select: facts describe another table than the one given (TableFacts.of(table))")
+            try:
+                chosen, problems = self._select(facts.runs)
+            except _FilterColumnMissing:
+                pass
+            else:
+                return facts.rows_of(chosen["run_id"]), problems
+        try:
+            return self._select(table)
+        except _FilterColumnMissing as exc:
+            return table.iloc[:0], [str(exc)]
+
+    def _select(self, table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         sub = table
         if self.runs and not table.empty:
             try:
                 sub = table.query(self.runs, engine="python")
             except (KeyError, NameError, pd.errors.UndefinedVariableError) as exc:
-                return table.iloc[:0], [f"the run filter {self.runs!r} names a column the table lacks ({exc})"]
+                raise _FilterColumnMissing(
+                    f"the run filter {self.runs!r} names a column the table lacks ({exc})") from None
         for col in self.hold:
             if col not in sub.columns:
                 return sub.iloc[:0], [f"missing config column {col!r} (held at one level)"]
@@ -212,6 +235,57 @@ class Design:
                 problems.append(f"primary design absent: {len(ok)} level(s) of {col} with >= {self.min_seeds} "
                                 f"run(s) each (levels found: {per_level.to_dict()}); the prediction needs {need}")
         return sub, problems
+
+
+class _FilterColumnMissing(Exception):
+    """A design's run filter names a column the table lacks."""
+
+
+@dataclass(frozen=True, eq=False)
+class TableFacts:
+    """What the applicability checks read from a tidy table, computed once for many predictions.
+
+    Attributes
+    ----------
+    metrics : frozenset
+        The metrics the table has rows of.
+    finite : frozenset
+        The metrics with at least one finite value.
+    runs : DataFrame
+        One row per run (its first row): ``run_id`` and the config columns, constant within a run.
+    table : DataFrame
+        The table these facts describe (a design selects its rows through :meth:`rows_of`).
+    positions : dict
+        Run id -> the positions of its rows in ``table``.
+    runs_with, runs_with_finite : dict
+        Metric -> the runs with a row of it / with a finite value of it.
+    """
+
+    metrics: frozenset
+    finite: frozenset
+    runs: pd.DataFrame
+    table: pd.DataFrame = field(repr=False)
+    positions: dict = field(repr=False, default_factory=dict)
+    runs_with: dict = field(repr=False, default_factory=dict)
+    runs_with_finite: dict = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> "TableFacts":
+        finite = np.isfinite(table["value"].to_numpy(dtype=float))
+        per_row = [c for c in ("step", "metric", "value") if c in table.columns]
+        runs = table.loc[~table["run_id"].duplicated()].drop(columns=per_row)
+        pairs = table[["metric", "run_id"]].assign(finite=finite).drop_duplicates(["metric", "run_id", "finite"])
+        runs_with = {m: frozenset(g["run_id"]) for m, g in pairs.groupby("metric", sort=False)}
+        runs_with_finite = {m: frozenset(g["run_id"]) for m, g in pairs[pairs["finite"]].groupby("metric", sort=False)}
+        return cls(metrics=frozenset(runs_with), finite=frozenset(runs_with_finite), runs=runs, table=table,
+                   positions=table.groupby("run_id", sort=False).indices, runs_with=runs_with,
+                   runs_with_finite=runs_with_finite)
+
+    def rows_of(self, run_ids) -> pd.DataFrame:
+        """The table's rows of ``run_ids``, in table order (what ``table[table.run_id.isin(run_ids)]`` gives)."""
+        wanted = [self.positions[r] for r in dict.fromkeys(run_ids) if r in self.positions]
+        at = np.sort(np.concatenate(wanted)) if wanted else np.array([], dtype=int)
+        return self.table.iloc[at]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -411,29 +485,32 @@ class Prediction:
     config_present: tuple = ()
     calibration: Optional[Calibration] = None
 
-    def missing(self, table: pd.DataFrame) -> list[str]:
-        """Reasons the table cannot answer this prediction (empty list if it can)."""
+    def missing(self, table: pd.DataFrame, *, facts: Optional["TableFacts"] = None) -> list[str]:
+        """Reasons the table cannot answer this prediction (empty list if it can).
+
+        ``facts``: :meth:`TableFacts.of` ``table``, when the caller asks many predictions about one table.
+        """
         problems = []
         base = [c for c in REQUIRED_COLUMNS if c not in table.columns]
         if base:
             return [f"table lacks required column(s) {base}"]
         if table.empty:
             return ["table is empty"]
-        present = set(pd.unique(table["metric"]).tolist())
-        absent = [m for m in self.metrics_needed if m not in present]
+        has, finite = self._metric_facts(table, facts)
+        absent = [m for m in self.metrics_needed if m not in has]
         if absent:
+            present = facts.metrics if facts is not None else set(pd.unique(table["metric"]).tolist())
             problems.append(f"missing metric(s) {absent} (table has {sorted(present)})")
         for m in self.metrics_needed:
-            if m in present:
-                vals = table.loc[table["metric"] == m, "value"].to_numpy(dtype=float)
-                if not np.isfinite(vals).any():
-                    problems.append(f"metric {m!r} has no finite value")
+            if m in has and m not in finite:
+                problems.append(f"metric {m!r} has no finite value")
+        runs = facts.runs if facts is not None else table
         cols = [c for c in (*self.config_needed, *self.config_present) if c not in table.columns]
         if cols:
             problems.append(f"missing config column(s) {cols}")
         for c in self.config_needed:
             if c in table.columns:
-                distinct = pd.unique(table[c].dropna())
+                distinct = pd.unique(runs[c].dropna())
                 if len(distinct) < 2:
                     shown = [v.item() if hasattr(v, "item") else v for v in list(distinct)[:3]]  # 1.0, not np.float64(1.0)
                     problems.append(
@@ -441,7 +518,64 @@ class Prediction:
                     )
         return problems
 
-    def evaluate(self, table: pd.DataFrame, run_set: str = "primary design", *, role: str = "headline") -> Verdict:
+    def _metric_facts(self, table: pd.DataFrame, facts: Optional["TableFacts"]) -> tuple[set, set]:
+        """(needed metrics the table has, needed metrics with a finite value): from ``facts`` when given, else
+        one comparison per needed metric (cheaper than every distinct metric of a long table)."""
+        if facts is not None:
+            return set(self.metrics_needed) & facts.metrics, set(self.metrics_needed) & facts.finite
+        has, finite = set(), set()
+        values = table["value"].to_numpy(dtype=float)
+        for m in self.metrics_needed:
+            rows = (table["metric"] == m).to_numpy()
+            if rows.any():
+                has.add(m)
+                if np.isfinite(values[rows]).any():
+                    finite.add(m)
+        return has, finite
+
+    def design_rows(self, table: pd.DataFrame, *, facts: Optional["TableFacts"] = None
+                    ) -> tuple[pd.DataFrame, list[str]]:
+        """The rows of the primary design within ``table``, and why the table cannot answer (empty: it can).
+
+        A run set "has what the prediction needs" when the reasons are empty: the
+        table has its metrics and knobs, and its design finds runs there.
+        ``facts``: :meth:`TableFacts.of` ``table``, computed once when many predictions ask about one table.
+        """
+        problems = self.missing(table, facts=facts)
+        sub = table
+        if not problems:
+            facts = facts or TableFacts.of(table)
+            sub, problems = self.design.select(table, facts=facts)
+        if not problems:
+            problems = self.missing(sub)
+        return sub, list(problems)
+
+    def answerable(self, table: pd.DataFrame, *, facts: "TableFacts") -> list[str]:
+        """Why ``table`` cannot answer this prediction (empty: it can), as :meth:`design_rows` decides it, without
+        building the design's rows: the design is decided on one row per run, and the design's runs are checked
+        for the needed metrics and knobs from ``facts``. For asking many predictions about many run sets."""
+        problems = self.missing(table, facts=facts)
+        if problems:
+            return problems
+        try:
+            chosen, problems = self.design._select(facts.runs)
+        except _FilterColumnMissing:
+            return self.design_rows(table, facts=facts)[1]
+        if problems:
+            return problems
+        ids = set(chosen["run_id"])
+        absent = [m for m in self.metrics_needed if not ids & facts.runs_with.get(m, frozenset())]
+        if absent:
+            return [f"missing metric(s) {absent} in the design's runs"]
+        problems = [f"metric {m!r} has no finite value" for m in self.metrics_needed
+                    if not ids & facts.runs_with_finite.get(m, frozenset())]
+        for c in self.config_needed:
+            if c in chosen.columns and chosen[c].dropna().nunique() < 2:
+                problems.append(f"config column {c!r} does not vary in the design's runs; the prediction needs a sweep")
+        return problems
+
+    def evaluate(self, table: pd.DataFrame, run_set: str = "primary design", *, role: str = "headline",
+                 facts: Optional["TableFacts"] = None) -> Verdict:
         """Apply the prediction to the runs of its primary design within ``table``.
 
         Parameters
@@ -473,13 +607,8 @@ class Prediction:
         def verdict(outcome: Outcome, n: int) -> Verdict:
             return Verdict.from_outcome(self, outcome, run_set=run_set, role=role, n_runs=n)
 
-        problems = self.missing(table)
-        sub = table
-        if not problems:
-            sub, problems = self.design.select(table)
+        sub, problems = self.design_rows(table, facts=facts)
         n_runs = int(sub["run_id"].nunique()) if "run_id" in sub.columns else 0
-        if not problems:
-            problems = self.missing(sub)
         if self.test is None:
             problems.append("prediction has no test function")
         if problems:

@@ -4,6 +4,10 @@
 same process is refused just like one in another process. The file holds the
 holder's pid (for the refusal message) and is never unlinked: unlinking it
 would let two drivers lock two different inodes.
+
+A writing :class:`~grokking_theories.store.RunStore` holds one
+:class:`WriterLock` from opening to :meth:`~grokking_theories.store.RunStore.close`;
+read-only stores take none (SQLite WAL readers need no lock of ours).
 """
 from __future__ import annotations
 
@@ -16,6 +20,27 @@ from pathlib import Path
 from ..errors import StoreError, StoreLockedError
 
 _BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+
+#: Name of the lock file inside a store's root.
+LOCK_NAME = "store.lock"
+
+
+class WriterLock:
+    """The held write lock of the store at ``root`` (taken on construction, as :func:`acquire_lock`)."""
+
+    def __init__(self, root: Path):
+        self.path = root / LOCK_NAME
+        self._fd = acquire_lock(self.path, root)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Let the next driver in (idempotent)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            release_lock(fd)
 
 
 def acquire_lock(lock_path: Path, root: Path) -> int:

@@ -126,14 +126,28 @@ def evaluate_families(table, families: Sequence[Family], run_sets: Mapping[str, 
     from ..stats import adjust_verdicts
 
     decided = headline_families(families, study)
-    headline = [evaluate_quietly(p, table, PRIMARY, role="headline") for f in decided for p in f.predictions]
-    secondary = [evaluate_quietly(p, table, CROSS_STUDY, role="secondary")
+    facts = _facts(table)
+    headline = [evaluate_quietly(p, table, PRIMARY, role="headline", facts=facts)
+                for f in decided for p in f.predictions]
+    secondary = [evaluate_quietly(p, table, CROSS_STUDY, role="secondary", facts=facts)
                  for f in families if f not in decided for p in f.predictions]
     for label, ids in run_sets.items():
         subset = table[table["run_id"].isin(set(ids))]
-        secondary.extend(evaluate_quietly(p, subset, label, role="secondary")
+        facts = _facts(subset)
+        secondary.extend(evaluate_quietly(p, subset, label, role="secondary", facts=facts)
                          for f in families for p in f.predictions)
     return adjust_verdicts(headline, alpha) + adjust_verdicts(secondary, alpha)
+
+
+def _facts(table):
+    """:class:`~grokking_theories.stats.TableFacts` of a table the predictions can read (else None: each
+    prediction then names what the table lacks)."""
+    from ..stats import TableFacts
+    from ..stats._common import REQUIRED_COLUMNS
+
+    if table.empty or any(c not in table.columns for c in REQUIRED_COLUMNS):
+        return None
+    return TableFacts.of(table)
 
 
 #: Warning categories about the code (an API that will change), not about the data being fitted.
@@ -142,7 +156,7 @@ _CODE_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, 
 _MAX_QUOTED = 3
 
 
-def evaluate_quietly(prediction, table, run_set: str, *, role: str):
+def evaluate_quietly(prediction, table, run_set: str, *, role: str, facts=None):
     """``prediction.evaluate(table, run_set, role=role)`` with every warning captured into the verdict's notes.
 
     A degenerate fit (a constant input, an all-NaN slice, a non-converging
@@ -156,7 +170,7 @@ def evaluate_quietly(prediction, table, run_set: str, *, role: str):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        verdict = prediction.evaluate(table, run_set, role=role)
+        verdict = prediction.evaluate(table, run_set, role=role, facts=facts)
     note = warning_note(caught, test=verdict.test)
     if not note:
         return verdict

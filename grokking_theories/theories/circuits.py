@@ -662,7 +662,7 @@ def figure_progress_measures(table):
     """Progress measures against step (primary design): losses (train, test, restricted, excluded), the
     embedding's Fourier Gini and the sum of squared weights; runs faded, mean bold; phase bands with hatched
     95 % intervals of their boundaries across runs."""
-    from ._plotting import new_figure, palette, seeds_and_mean
+    from ..plotting import new_figure, palette, seeds_and_mean
 
     rows = _primary(table)
     if rows.empty or not rows["metric"].eq("restricted_loss_test").any():
@@ -670,10 +670,10 @@ def figure_progress_measures(table):
     fig, axes = new_figure(3, 1, width=4.6, height=3.4)
     losses = ("train_loss", "test_loss", "restricted_loss_test", "excluded_loss_train")
     for metric, colour in zip(losses, palette(len(losses))):
-        seeds_and_mean(axes[0][0], rows[rows["metric"] == metric], color=colour, label=metric)
+        seeds_and_mean(rows, metric=metric, ax=axes[0][0], color=colour, label=metric)
     axes[0][0].set_yscale("log")
     for ax, metric in zip(axes[0][1:], ("fourier_gini_embed", "sq_weight_sum")):
-        seeds_and_mean(ax, rows[rows["metric"] == metric], color="black", label=metric)
+        seeds_and_mean(rows, metric=metric, ax=ax, color="black", label=metric)
     axes[0][2].set_yscale("log")
     for ax, title in zip(axes[0], ("losses", "Fourier Gini of the embedding", "sum of squared weights")):
         _phase_bands(ax, rows)
@@ -689,7 +689,7 @@ def figure_progress_measures(table):
 def figure_spectrum_over_time(table):
     """Embedding Fourier spectrum over training: per-frequency norm (colour) against step, one run of the
     primary design (the lowest seed)."""
-    from ._plotting import new_figure
+    from ..plotting import new_figure
 
     rows = _primary(table)
     if rows.empty:
@@ -715,7 +715,7 @@ def figure_spectrum_over_time(table):
 
 def _bars_per_run(table, prefix: str, draw, ylabel: str):
     """One bar panel per run (up to 4 runs of the primary design, lowest seeds) from its per-frequency rows."""
-    from ._plotting import new_figure
+    from ..plotting import new_figure
 
     rows = _primary(table)
     runs = list(rows.sort_values(["seed", "run_id"])["run_id"].unique())[:4] if not rows.empty else []

@@ -713,7 +713,7 @@ def _width_panels(table, names):
 
 def figure_loss_heatmap(table):
     """Test loss (log10, mean over seeds) over width x log step: the clean sweep, and the noisy one beside it."""
-    from ._plotting import new_figure
+    from ..plotting import new_figure
 
     panels = _width_panels(table, ("clean labels", "label noise"))
     if not panels:
@@ -739,14 +739,14 @@ def figure_loss_heatmap(table):
 
 def figure_curves_by_width(table):
     """Test loss against step, one colour per width (seeds faded, mean bold); clean and noisy sweeps."""
-    from ._plotting import curves_by, new_figure
+    from ..plotting import curves_by, new_figure
 
     panels = _width_panels(table, ("clean labels", "label noise"))
     if not panels:
         return None
     fig, axes = new_figure(len(panels), 1, width=4.8, height=3.6)
     for ax, (name, rows) in zip(axes[0], panels):
-        curves_by(ax, rows, "test_loss", "model_width", label_fmt="width {:g}")
+        curves_by(rows, metric="test_loss", hue="model_width", ax=ax, label_fmt="width {:g}")
         ax.set_yscale("log")
         ax.set_title(name)
     axes[0][0].legend(fontsize=6)
@@ -756,7 +756,7 @@ def figure_curves_by_width(table):
 
 def figure_peak_vs_width(table):
     """Peak time (with t_interp) and peak rise against width, per run (points) and mean per width (line)."""
-    from ._plotting import new_figure
+    from ..plotting import new_figure
 
     panels = _width_panels(table, ("clean", "noisy"))
     if not panels:
@@ -788,7 +788,7 @@ def figure_peak_vs_width(table):
 def figure_model_wise(table):
     """Model-wise double descent: test loss and test accuracy against width at three budgets (T/10, T/3, T),
     clean (solid) and noisy (dashed); the measured capacity against width with the training-set size and w*."""
-    from ._plotting import new_figure, palette
+    from ..plotting import new_figure, palette
 
     clean, noisy = _sweeps(table)
     if max(clean["model_width"].nunique() if not clean.empty else 0,
@@ -840,7 +840,7 @@ def figure_model_wise(table):
 def figure_phase_diagram(table):
     """Test accuracy at the budget over train fraction x width (clean labels): Huang et al.'s grokking /
     memorisation / progression diagram, mean over seeds in each cell."""
-    from ._plotting import new_figure
+    from ..plotting import new_figure
 
     sub, problems = DESIGN_FRACTIONS.select(table)
     if problems or sub.empty:

@@ -951,19 +951,19 @@ def _design_rows(design, table):
 def figure_accuracy_per_alpha(table):
     """Train and test accuracy against step, one colour per alpha, one row per weight decay (unconstrained runs,
     decay toward zero: the runs of G1 and G1b)."""
-    from ._plotting import accuracy_grid
+    from ..plotting import accuracy_grid
     if table.empty or "fixed_norm" not in table.columns:
         return None
     free = table.query(_FREE, engine="python")
     if free.empty or free["alpha"].nunique() < 2:
         return None
-    return accuracy_grid(free, "alpha", "alpha={:g}", rows="weight_decay")
+    return accuracy_grid(free, hue="alpha", label_fmt="alpha={:g}", rows="weight_decay")
 
 
 def figure_times_vs_alpha(table):
     """t_fit, t_grok and the delay against alpha (log-log), one colour per weight decay (G1 and G1b's runs);
     open markers did not reach test accuracy GROK_ACC within the budget (drawn at the budget)."""
-    from ._plotting import new_figure, palette
+    from ..plotting import new_figure, palette
     if table.empty or "fixed_norm" not in table.columns:
         return None
     free = table.query(_FREE, engine="python")
@@ -1020,7 +1020,7 @@ def _W0_of(table) -> float:
 def figure_norm_trajectories(table):
     """Weight norm against step per alpha (G3's runs: unconstrained, decay toward zero, wd > 0), with G2's
     test-loss minimum and the fixed norms whose runs reach GROK_ACC marked."""
-    from ._plotting import curves_by, new_figure
+    from ..plotting import curves_by, new_figure
     if table.empty or "fixed_norm" not in table.columns:
         return None
     free = table.query(_FREE_DECAYED, engine="python")
@@ -1028,7 +1028,7 @@ def figure_norm_trajectories(table):
         return None
     fig, axes = new_figure(1, 1, width=6.0)
     ax = axes[0][0]
-    curves_by(ax, free, "weight_norm", "alpha", label_fmt="alpha={:g}")
+    curves_by(free, metric="weight_norm", hue="alpha", ax=ax, label_fmt="alpha={:g}")
     _shade_band(ax, table, vertical=False)
     ax.set_yscale("log")
     ax.set_title("weight norm (unconstrained, weight decay > 0)")
@@ -1040,7 +1040,7 @@ def figure_norm_trajectories(table):
 def figure_lu(table):
     """LU curves of G2's runs: train loss (L), test loss (U) and test accuracy against the fixed norm, all read at
     the last step every fixed-norm run logged; G2's minimum and the norms reaching GROK_ACC marked."""
-    from ._plotting import new_figure
+    from ..plotting import new_figure
     sub = _design_rows(DESIGN_G2, table)
     if sub is None:
         return None

@@ -617,16 +617,16 @@ def _plant_w4(configs, scenario, rng):
 # ---------------------------------------------------------------------------- report figures
 def figure_curves_per_wd(table):
     """Train/test accuracy against step, one colour per weight decay (decay toward zero, free norm, alpha 1)."""
-    from ._plotting import accuracy_grid
+    from ..plotting import accuracy_grid
     sub, problems = _FIGURE_DESIGN.select(table)
     if problems or sub["weight_decay"].nunique() < 2:
         return None
-    return accuracy_grid(sub, "weight_decay", "wd={:g}")
+    return accuracy_grid(sub, hue="weight_decay", label_fmt="wd={:g}")
 
 
 def figure_times_vs_wd(table):
     """Delay and t_fit against wd (log-log) on W1's design, with the W1 and W5 censored fits."""
-    from ._plotting import new_figure
+    from ..plotting import new_figure
     sub, problems = _W1_DESIGN.select(table)
     if problems or sub.empty or sub["weight_decay"].nunique() < 2:
         return None
@@ -670,12 +670,12 @@ def figure_times_vs_wd(table):
 
 def figure_norm_per_wd(table):
     """Weight norm against step, one colour per weight decay (decay toward zero, free norm, alpha 1)."""
-    from ._plotting import curves_by, new_figure
+    from ..plotting import curves_by, new_figure
     sub, problems = _FIGURE_DESIGN.select(table)
     if problems or sub["weight_decay"].nunique() < 2 or not (sub["metric"] == "weight_norm").any():
         return None
     fig, axes = new_figure(1, 1, width=6.0)
-    curves_by(axes[0][0], sub, "weight_norm", "weight_decay", label_fmt="wd={:g}")
+    curves_by(sub, metric="weight_norm", hue="weight_decay", ax=axes[0][0], label_fmt="wd={:g}")
     axes[0][0].set_yscale("log")
     axes[0][0].set_title("weight norm per weight decay")
     axes[0][0].legend(fontsize=7)
