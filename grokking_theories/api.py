@@ -129,7 +129,11 @@ class StudyResults:
         family, function = matches[0].split(":", 1)
         draw = next(f for f in get_family(family).figures if f.__name__ == function)
         if self.study.members:  # drawn on the family's own study's runs, as in the report
-            own = set(self.study.run_sets().get(get_family(family).study, ()))
+            own_study = get_family(family).study
+            if own_study not in self.study.members:
+                raise GrokkingError(f"{family}'s figures draw its own study's runs ({own_study!r}), which "
+                                    f"{self.study.name!r} does not include")
+            own = set(self.study.run_sets()[own_study])
             return draw(self.table[self.table["run_id"].isin(own)])
         return draw(self.table)
 
