@@ -120,6 +120,12 @@ def resolve(name_or_path: str) -> Path:
     return studies[name_or_path]
 
 
+def resolve_include(including: Path, name: str) -> Path:
+    """The file of a study named in ``include``: a path is read relative to the including file's folder, a bare
+    name is a study in studies/."""
+    return resolve(str(Path(including).parent / name)) if name.endswith(".toml") else resolve(name)
+
+
 def _check_keys(table: dict, allowed: set, where: str) -> None:
     for key in table:
         if key not in allowed:
@@ -202,8 +208,7 @@ def _load_composite(path: Path, data: dict, scale: str) -> Study:
         raise ConfigError(f"include in {where} names a study twice: {names!r}")
     members: dict[str, Study] = {}
     for name in names:
-        # a path is read relative to the including file's folder, a bare name is a study in studies/
-        member_path = resolve(str(path.parent / name)) if name.endswith(".toml") else resolve(name)
+        member_path = resolve_include(path, name)
         if member_path.resolve() == path.resolve():
             raise ConfigError(f"study {path.stem!r} includes itself")
         try:

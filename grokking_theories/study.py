@@ -80,13 +80,12 @@ def _included_have_scale(path, names, scale: str) -> bool:
     import tomllib
 
     from .errors import ConfigError
-    from .studies import resolve
+    from .studies import resolve_include
 
     if not isinstance(names, list):
         return False
     try:
-        return all(scale in tomllib.loads(resolve(str(path.parent / n) if n.endswith(".toml") else n).read_text())
-                   for n in names)
+        return all(scale in tomllib.loads(resolve_include(path, n).read_text()) for n in names)
     except (ConfigError, OSError, tomllib.TOMLDecodeError, AttributeError):
         return False
 
