@@ -1,5 +1,5 @@
-"""The Goldilocks rules (G1, G1b, G2, G3, G4): calibration on planted tables of the proposed quick design,
-known answers, and the statistics they are built from.
+"""The Goldilocks rules (G1, G1b, G2, G3, G4): calibration on planted tables of the shipped quick design
+(``studies/omnigrok.toml``), known answers, and the statistics they are built from.
 
 Imports ``grokking_theories.theories.goldilocks`` directly, so a broken sibling family cannot hide these tests.
 
@@ -24,52 +24,17 @@ from grokking_theories.levels import ALPHA, GROK_ACC, pct
 from grokking_theories.theories.calibration import calibrate
 from grokking_theories.theories.planted import accuracy_curves, concat, logged_steps, run_frame
 
-# The quick design these rules need (proposed for studies/omnigrok.toml; the shipped file is being piloted and
-# may differ, so the calibration runs on this text). Every arm runs to its budget (stop_after_grok = none): G2
-# reads every fixed-norm run at the same final step and G3 reads the norm at a placebo step after some runs grok.
-STUDY = """
-description = "Omnigrok, quick: the designs of G1-G4 (proposal)"
-families = ["goldilocks"]
-
-[quick]
-seeds = [0, 1, 2, 3]
-base = { op = "add", p = 59, train_frac = 0.5, arch = "mlp", width = 128, lr = 1e-2, stop_after_grok = "none", log_points = 60, log_every = 50, checkpoints = 64 }
-
-[[quick.arms]]
-name = "init_scale"
-set = { weight_decay = 0.1, max_steps = 12000 }
-grid = { alpha = [0.5, 2.0, 8.0, 32.0] }
-
-[[quick.arms]]
-name = "norm_at_grok"
-seeds = [0, 1, 2]
-set = { max_steps = 6000 }
-grid = { alpha = [0.5, 2.0, 8.0, 32.0], weight_decay = [0.5, 1.0] }
-
-[[quick.arms]]
-name = "no_decay"
-seeds = [0, 1, 2]
-set = { weight_decay = 0.0, max_steps = 6000 }
-grid = { alpha = [0.5, 1.0, 4.0, 16.0] }
-
-[[quick.arms]]
-name = "fixed_norm"
-set = { weight_decay = 0.0, max_steps = 6000 }
-grid = { fixed_norm = [0.5, 0.8, 1.5, 3.0, 6.0, 11.0, 20.0] }
-"""
-
 DRAWS = 50
 MAX_FALSE = 0.05
 MIN_POWER = 0.80
 
 
 @pytest.fixture(scope="module")
-def configs(tmp_path_factory):
+def configs():
+    """The shipped quick omnigrok study's runs: calibration is checked at the seeds the study ships."""
     from grokking_theories.studies import load_study
 
-    path = tmp_path_factory.mktemp("study") / "omnigrok_proposal.toml"
-    path.write_text(STUDY)
-    return load_study(str(path), "quick").configs
+    return load_study("omnigrok", "quick").configs
 
 
 def _check(result, draws):
@@ -82,41 +47,42 @@ def _check(result, draws):
 
 # ---------------------------------------------------------------------------------------------- calibration
 def test_g1_calibrated(configs):
-    # measured (100 draws, seed 1): null 2 supported / 2 contradicted; effect 100 supported; opposite 100 contradicted
+    # measured (these 50 draws): null 2 supported / 1 contradicted; effect 50 supported; opposite 50 contradicted
     r = calibrate(gl.G1, configs, draws=DRAWS, seed=11)
     _check(r, DRAWS)
     assert r.power_to_contradict >= MIN_POWER  # it comes out "contradicted" when the delay shrinks with alpha
 
 
 def test_g1b_calibrated(configs):
-    # measured (100 draws): null 2 supported / 4 contradicted; effect 90 supported; opposite 77 contradicted
+    # measured (these 50 draws): null 1 supported; effect 48 supported; opposite 32 contradicted
     r = calibrate(gl.G1B, configs, draws=DRAWS, seed=12)
     _check(r, DRAWS)
     assert r.power_to_contradict >= 0.6
 
 
 def test_g2_calibrated(configs):
-    # measured (100 draws): null 0 decided; effect 100 supported; opposite (monotone) 7 contradicted: with 4 seeds
-    # the minimum-at-an-end test has little power, which the docs state
+    # measured (these 50 draws): null 0 decided; effect 50 supported; opposite (monotone) 47 contradicted
     r = calibrate(gl.G2, configs, draws=DRAWS, seed=13)
     _check(r, DRAWS)
 
 
 def test_g3_calibrated(configs):
-    # measured (100 draws): null (AdamW equilibrium) 4 contradicted; effect 100 supported; opposite 100 contradicted
+    # measured (these 50 draws): null (AdamW equilibrium) 0 decided; effect 50 supported; opposite 50 contradicted
     r = calibrate(gl.G3, configs, draws=DRAWS, seed=14)
     _check(r, DRAWS)
     assert r.power_to_contradict >= MIN_POWER
 
 
 def test_g4_calibrated(configs):
-    # measured (100 draws): null 1 supported / 1 contradicted; effect 100 supported; opposite 58 contradicted.
+    # measured (these 50 draws): null 1 supported; effect 50 supported; opposite 11 contradicted: with 3 in-band
+    # runs against 24 unconstrained and a 3,000-step budget, "in-band runs 4x slower" is mostly censored at the
+    # budget, so the power to contradict is low (stated in docs/omnigrok.md).
     # The null plants fixed-norm runs whose final test loss follows how early they grokked: a band chosen from
     # the runs it then tests (or leave-one-seed-out) said "supported" in 12 % of such draws, and the asymptotic
     # log-rank z with 2-4 in-band runs is anti-conservative; both are what this bound guards.
     r = calibrate(gl.G4, configs, draws=DRAWS, seed=15)
     _check(r, DRAWS)
-    assert r.power_to_contradict >= 0.4
+    assert r.power_to_contradict >= 0.15
 
 
 # ---------------------------------------------------------------------------------------------- known answers
@@ -160,6 +126,25 @@ def _fixed_table(loss_by_norm, grok_by_norm, *, seeds=range(4), budget=4000, pla
 
 
 U = {0.5: 2.0, 1.5: 0.5, 3.0: 0.05, 6.0: 0.5, 20.0: 2.0}  # test loss with its minimum at 3 w0
+
+
+def test_g3_a_norm_set_by_time_since_fitting_is_not_the_norm_at_grokking():
+    # Every run's norm depends only on the time since it fitted, and every run groks ~3,000 steps after fitting
+    # whatever its norm; alphas fit at 60, 200 and 600 steps. At one fixed step (the cell's median t_grok, the
+    # only placebo of the former rule) the late fitters are still higher, so the norm at t_grok looks tighter
+    # ("supported" before); a typical delay after fitting (the second placebo) shows the same spread as t_grok.
+    frames = []
+    for a, t_fit in ((1.0, 60.0), (8.0, 200.0), (64.0, 600.0)):
+        for s in range(4):
+            delay = 3000.0 * (1 + 0.02 * s) * (1 + 0.01 * a ** 0.5)
+            norm = lambda st, t_fit=t_fit: 7.3 * (10 + 40 * np.exp(-np.maximum(st - t_fit, 0) / 1000))  # noqa: E731
+            frames.append(_run(_cfg(alpha=a, weight_decay=0.1, max_steps=12000, seed=s), t_fit, t_fit + delay,
+                               weight_norm=norm))
+    v = _evaluate(gl.G3, concat(frames))
+    assert v.verdict == "inconclusive", v.summary()
+    assert "placebo the cell's median t_grok" in v.notes and "placebo t_fit + the cell's median delay" in v.notes
+    first = v.notes.split("placebo the cell's median t_grok: ")[1].split(";")[0]
+    assert float(first.split("two-sided p ")[1]) < ALPHA  # the fixed-step placebo alone would have decided
 
 
 def test_g4_runs_that_reach_095_but_not_099_are_not_in_the_band():

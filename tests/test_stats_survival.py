@@ -15,6 +15,7 @@ from grokking_theories.stats import (
     logrank,
     logrank_scores,
     permutation_logrank,
+    profile_slope,
 )
 
 BUDGET = 1000.0
@@ -334,3 +335,34 @@ def test_permutation_logrank_p_values_are_unchanged():
 def test_permutation_logrank_without_both_groups_in_a_stratum():
     r = permutation_logrank([1, 2, 3, 4], [True] * 4, [1, 1, 0, 0], strata=[0, 0, 1, 1])
     assert (r.p_greater, r.p_less, r.p_two_sided) == (1.0, 1.0, 1.0)
+
+
+# ---------------------------------------------------------------------------- profile likelihood of a slope
+def test_profile_slope_on_exact_times_is_least_squares():
+    # exact times: the profile likelihood of the slope is the normal regression's, so the maximum is the OLS
+    # slope and the signed root at s0 is sqrt(n log(RSS(s0) / RSS)) (sigma profiled by its ML estimate)
+    rng = np.random.default_rng(0)
+    x = np.repeat([-1.0, -0.5, 0.0, 0.5], 5)
+    y = 2.0 + 0.3 * x + rng.normal(0, 0.1, x.size)
+    prof = profile_slope(x, y, y)
+    b, a = np.polyfit(x, y, 1)
+    assert prof.slope == pytest.approx(b, abs=1e-4)
+    rss = lambda s: np.sum((y - np.mean(y - s * x) - s * x) ** 2)  # noqa: E731
+    for s0 in (b - 0.1, b + 0.05):
+        expect = math.copysign(math.sqrt(x.size * math.log(rss(s0) / rss(b))), b - s0)
+        assert prof.signed_root(s0) == pytest.approx(expect, rel=1e-3)
+    lo, hi = prof.interval(0.9)
+    assert lo < b < hi and prof.signed_root(lo) == pytest.approx(1.645, abs=1e-3)
+
+
+def test_profile_slope_bounds_a_slope_that_grid_intervals_admit():
+    # every time known only to a logging-grid interval, all at x = -1 in (46, 54] and all at x = 0 in (54, 63]:
+    # a line fits them all (a Wald error is meaningless there), and the slopes it can take are 0 < b < log10(63/46)
+    lo = np.log10(np.r_[np.full(8, 46.0), np.full(8, 54.0)])
+    hi = np.log10(np.r_[np.full(8, 54.0), np.full(8, 63.0)])
+    x = np.r_[np.full(8, -1.0), np.full(8, 0.0)]
+    prof = profile_slope(x, lo, hi)
+    assert 0 < prof.slope < math.log10(63 / 46)
+    assert prof.signed_root(0.2) < -3 and prof.signed_root(-0.1) > 3  # slopes the intervals exclude
+    low, high = prof.interval(0.9)
+    assert -0.01 < low < high < 0.16

@@ -28,6 +28,7 @@ from .prediction import (
     adjust_verdicts,
     decide_sign,
     directional_outcome,
+    equivalence_from_statistics,
     equivalence_outcome,
     slope_outcome,
 )
@@ -44,12 +45,14 @@ from .survival import (
     KaplanMeier,
     LogrankResult,
     PermutationLogrank,
+    ProfileSlope,
     censored_median,
     cox_slope,
     kaplan_meier,
     logrank,
     logrank_scores,
     permutation_logrank,
+    profile_slope,
 )
 from .transitions import (
     Crossing,
@@ -87,6 +90,8 @@ __all__ = [
     "cox_slope",
     "CensoredFit",
     "censored_fit",
+    "ProfileSlope",
+    "profile_slope",
     "PERMUTATIONS",
     "logrank_scores",
     "PermutationLogrank",
@@ -115,6 +120,7 @@ __all__ = [
     "adjust_verdicts",
     "decide_sign",
     "directional_outcome",
+    "equivalence_from_statistics",
     "equivalence_outcome",
     "slope_outcome",
 ]

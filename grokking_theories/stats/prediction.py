@@ -813,18 +813,49 @@ def equivalence_outcome(
     """
     if not (np.isfinite(estimate) and np.isfinite(se) and se > 0):
         raise InsufficientDataError(f"{statistic_name}: no finite estimate with a positive standard error")
-    if not margin > 0:
-        raise ValueError(f"margin must be > 0, got {margin!r}")
     from scipy import stats
 
-    lo_b, hi_b = target - margin, target + margin
-    p_equiv = max(_tail((estimate - lo_b) / se, df, True), _tail((estimate - hi_b) / se, df, False))
-    p_above, p_below = _tail((estimate - hi_b) / se, df, True), _tail((estimate - lo_b) / se, df, False)
-    p_outside = min(p_above, p_below)
     q = stats.norm.ppf(1 - alpha) if df is None or not np.isfinite(df) else stats.t(df).ppf(1 - alpha)
+    return equivalence_from_statistics(
+        estimate=estimate, z_low=(estimate - (target - margin)) / se, z_high=(estimate - (target + margin)) / se,
+        df=df, ci=(estimate - q * se, estimate + q * se), target=target, margin=margin, alpha=alpha, test=test,
+        statistic_name=statistic_name, effect_name=effect_name, n_runs=n_runs, notes=notes)
+
+
+def equivalence_from_statistics(
+    *,
+    estimate: float,
+    z_low: float,
+    z_high: float,
+    df: Optional[float],
+    ci: tuple[float, float],
+    target: float,
+    margin: float,
+    alpha: float = ALPHA,
+    test: str,
+    statistic_name: str,
+    effect_name: str = "",
+    n_runs: Optional[int] = None,
+    notes: str = "",
+) -> Outcome:
+    """:func:`equivalence_outcome`'s decision from the two one-sided test statistics themselves.
+
+    ``z_low`` and ``z_high`` test the effect against ``target - margin`` and ``target + margin``: positive
+    when the estimate lies above the boundary, referred to a t (``df``) or standard normal (``df`` None)
+    distribution. For a Wald test they are ``(estimate - boundary) / se``; for a likelihood-ratio test the
+    signed roots (:func:`grokking_theories.stats.survival.profile_slope`). ``ci`` is the ``1 - 2 alpha``
+    interval of the same test (the one TOST at ``alpha`` reads).
+    """
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin!r}")
+    if not (np.isfinite(z_low) and np.isfinite(z_high)):
+        raise InsufficientDataError(f"{statistic_name}: no finite test statistic at the margin's boundaries")
+    p_equiv = max(_tail(z_low, df, True), _tail(z_high, df, False))
+    p_above, p_below = _tail(z_high, df, True), _tail(z_low, df, False)
+    p_outside = min(p_above, p_below)
     common = dict(test=test, statistic_name=statistic_name, statistic=float(estimate),
                   effect_name=effect_name or statistic_name, effect_size=float(estimate),
-                  ci_low=float(estimate - q * se), ci_high=float(estimate + q * se), confidence=1 - 2 * alpha,
+                  ci_low=float(ci[0]), ci_high=float(ci[1]), confidence=1 - 2 * alpha,
                   n_runs=n_runs, notes="; ".join(filter(None, [f"equivalence margin {target:g} +- {margin:g}", notes])))
     if p_equiv < alpha:
         return Outcome(verdict="supported", p_value=float(p_equiv), p_supports="supported", **common)

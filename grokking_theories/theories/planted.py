@@ -22,6 +22,15 @@ def logged_steps(cfg) -> np.ndarray:
     return np.asarray(metric_steps(cfg.budget), dtype=float)
 
 
+def quick_t_fit(alpha: float, lr: float = 1e-2) -> float:
+    """The quick MLP's measured t_fit (train accuracy FIT_ACC) in steps, as the omnigrok and weight_decay quick
+    studies measured it (a+b mod 31, train fraction 0.7, lr 1e-2, 2026-11-26): 54-68, 100-150 and 308-470 steps
+    at alpha 1, 8 and 64-128, log-linear between 58, 115 and 346 (alpha^0.33 up to 8, alpha^0.53 above), scaled
+    by 1e-2 / lr (lr 5e-3 measured 100-119 at alpha 1)."""
+    base = 58.0 * alpha ** 0.33 if alpha <= 8 else 115.0 * (alpha / 8) ** 0.53
+    return base * 1e-2 / lr
+
+
 def logistic_logtime(steps, t_mid: float, width: float) -> np.ndarray:
     """0 -> 1 logistic in log10(step) centred on ``t_mid``; ``width`` is its 10-90 % width in decades."""
     lt = np.log10(np.maximum(np.asarray(steps, float), 1.0))
