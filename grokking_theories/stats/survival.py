@@ -586,7 +586,7 @@ class ProfileSlope:
     signed_root: object
 
     def interval(self, level: float, df: float | None = None) -> tuple[float, float]:
-        """The profile-likelihood interval {s0: |signed_root(s0)| <= q}, q the (1 + level)/2 quantile of the
+        """The profile-likelihood interval ``{s0: abs(signed_root(s0)) <= q}``, q the (1 + level)/2 quantile of the
         standard normal or, given ``df``, of a t distribution (the small-sample reference the tests use);
         searched within +-SLOPE_SEARCH of the slope (an end of that range is returned where the interval
         reaches it)."""
