@@ -153,7 +153,7 @@ def test_g4_runs_that_reach_095_but_not_099_are_not_in_the_band():
     assert gl.grok_band(table) == []  # one threshold: 0.95 is not "reaching GROK_ACC"
     v = _evaluate(gl.G4, table)
     assert v.verdict == "contradicted", v.summary()  # in-band runs never reach 0.99; free runs do, at ~1500
-    assert f"0/2 in-band runs" in v.notes and "band = 3 w0" in v.notes
+    assert "0/2 in-band runs" in v.notes and "band = 3 w0" in v.notes
     # the same runs reaching 0.99 at step 150: supported
     good = _fixed_table(U, {3.0: 150.0})
     assert gl.grok_band(good) == [3.0]
