@@ -21,7 +21,7 @@ from grokking_theories.studies import load_study
 from grokking_theories.tasks import train_size
 from grokking_theories.theories.base import get_family
 from grokking_theories.theories.calibration import calibrate
-from grokking_theories.theories.planted import table_of_runs
+from grokking_theories.theories.planted import logged_steps, table_of_runs
 
 PRED = {p.id: p for p in DD.DOUBLE_DESCENT.predictions}
 STUDY = load_study("double_descent")
@@ -431,7 +431,21 @@ def test_planted_null_of_the_house_cell_is_rarely_decided_and_on_the_line(pid):
     stat = stat[np.isfinite(stat)]
     assert stat.size >= 0.9 * CELL_DRAWS[pid]
     se = stat.std(ddof=1) / math.sqrt(stat.size)
-    assert abs(stat.mean() - NULL_LINE[pid]) <= 3 * se, (stat.mean(), NULL_LINE[pid], se)
+    assert abs(stat.mean() - NULL_LINE[pid]) <= 3 * se + _grid_resolution(pid, cell[0]), (stat.mean(), NULL_LINE[pid], se)
+
+
+def _grid_resolution(pid, cfg):
+    """How far the rule's statistic may sit off its line by reading the logged grid (0 where it reads none).
+
+    D2 reads t_peak at a logged step: the rule's own resolution there (half the mean logged interval around the
+    step, :func:`DD.test_loss_peak`) at the planted null's peak time, t_fit x 10^PEAK_TIME_DECADES. A curve that
+    falls faster than it rises puts the largest logged loss on the early side of the peak, by up to that much.
+    """
+    if pid != "D2":
+        return 0.0
+    steps = logged_steps(cfg)
+    i = int(np.searchsorted(steps, DD._T_FIT_128 * 10 ** DD.PEAK_TIME_DECADES))
+    return 0.25 * math.log10(steps[min(i + 1, len(steps) - 1)] / steps[max(i - 1, 0)])
 
 
 @pytest.mark.parametrize("pid", [p for p in BIG_EFFECT if p not in CELL_RULES])

@@ -168,3 +168,22 @@ def test_holm_keeps_nan_out_of_family():
     assert out[0] == pytest.approx(0.02) and np.isnan(out[1]) and out[2] == pytest.approx(0.04)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         holm([0.5, 1.5])
+
+
+def test_holm_leaves_garbage_collection_as_it_found_it():
+    """holm freezes the heap around statsmodels' full collection; afterwards nothing stays frozen and a cycle
+    made before the call is still collectable."""
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a reference cycle: only the cycle collector frees it
+    alive = weakref.ref(a)
+    del a, b
+    assert holm([0.01, 0.2]) == pytest.approx([0.02, 0.2])
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert alive() is None

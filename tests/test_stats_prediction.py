@@ -325,6 +325,43 @@ def test_table_facts_select_the_same_rows_as_the_long_table():
         family.predictions[0].design.select(full, facts=facts)
 
 
+def test_design_rows_from_facts_equal_the_long_table_s():
+    """design_rows with the run set's facts (the design's facts derived from them, TableFacts.of_runs) gives the
+    rows and reasons it gives without, on a table whose runs differ in the metrics they have and in finiteness."""
+    from grokking_theories.stats import TableFacts
+    from grokking_theories.studies import load_study
+    from grokking_theories.theories import all_families
+    from grokking_theories.theories.planted import table_of_runs
+
+    configs = load_study("all").configs
+    steps = np.array([1.0, 10.0, 100.0])
+    runs = []
+    for i, c in enumerate(configs):
+        series = {"test_acc": (steps, np.array([0.0, 0.5, 1.0]) if i % 3 else np.full(3, np.nan))}
+        if i % 2:
+            series["weight_norm"] = (steps, np.array([1.0, 2.0, 3.0]))
+        runs.append((c, series))
+    table = table_of_runs(runs)
+    facts = TableFacts.of(table)
+    some = facts.runs.iloc[::5]
+    derived, direct = facts.of_runs(some, facts.rows_of(some["run_id"])), TableFacts.of(facts.rows_of(some["run_id"]))
+    assert (derived.metrics, derived.finite) == (direct.metrics, direct.finite)
+    assert derived.runs_with == direct.runs_with and derived.runs_with_finite == direct.runs_with_finite
+    for family in all_families():
+        for p in family.predictions:
+            # the reference: the table's reasons, else the design chosen on the long table and the reasons of
+            # its rows read from those rows
+            slow_problems = p.missing(table)
+            slow_rows = table
+            if not slow_problems:
+                slow_rows, slow_problems = p.design.select(table)
+                slow_problems = slow_problems or p.missing(slow_rows)
+            fast_rows, fast_problems = p.design_rows(table, facts=facts)
+            assert fast_problems == slow_problems and fast_rows.index.equals(slow_rows.index), p.id
+    with pytest.raises(ValueError, match="another table"):
+        p.design_rows(table.iloc[1:], facts=facts)
+
+
 def test_a_filter_on_a_per_row_column_falls_back_to_the_long_table():
     from grokking_theories.stats import TableFacts
 

@@ -175,6 +175,18 @@ def null_gini(n: int, d: int, *, draws: int = 4000, seed: int = 0) -> float:
     return float(gini(torch.from_numpy(np.sqrt(chi2))).mean())
 
 
+def _along(T: torch.Tensor, M: torch.Tensor, dim: int) -> torch.Tensor:
+    """``M`` applied along axis ``dim`` of ``T``: ``out[..., i, ...] = sum_x M[i, x] T[..., x, ...]``.
+
+    ``T`` is viewed as (before, x, after) and multiplied as one broadcast matmul, so no axis is moved and
+    nothing is copied but the result (moving the axis last and back costs more than the product itself).
+    """
+    T = T.contiguous()
+    before, after = math.prod(T.shape[:dim]), math.prod(T.shape[dim + 1:])
+    out = torch.matmul(M, T.reshape(before, T.shape[dim], after))
+    return out.reshape(*T.shape[:dim], M.shape[0], *T.shape[dim + 1:])
+
+
 def _transform(T, p: int, dims: Sequence[int], inverse: bool) -> torch.Tensor:
     T = _as_float(T)
     p = _check_p(p)
@@ -182,10 +194,10 @@ def _transform(T, p: int, dims: Sequence[int], inverse: bool) -> torch.Tensor:
     if len(dims) != 2 or dims[0] == dims[1] or any(T.shape[d] != p for d in dims):
         raise ValueError(f"fft2d needs two distinct axes of length p = {p}; got shape {tuple(T.shape)}, dims {dims}")
     B = fourier_basis(p, dtype=T.dtype, device=T.device)
-    # forward: coefficient i = sum_x B[i, x] T[x] (right-multiply by B^T); inverse: T[x] = sum_i B[i, x] F[i]
-    M = B if inverse else B.T
+    # forward: coefficient i = sum_x B[i, x] T[x]; inverse: T[x] = sum_i B[i, x] F[i]
+    M = B.T if inverse else B
     for d in dims:
-        T = (T.movedim(d, -1) @ M).movedim(-1, d)
+        T = _along(T, M, d)
     return T
 
 
@@ -236,9 +248,12 @@ def frequency_block_fractions(acts, p: int) -> torch.Tensor:
     centred = acts - acts.mean((-3, -2), keepdim=True)
     power = fft2d(centred, p, dims=(-3, -2)).pow(2)
     # sum the power over the basis rows of each frequency, on both axes: (..., p//2+1, p//2+1, n)
-    onehot = torch.nn.functional.one_hot(basis_frequencies(p), n_frequencies(p) + 1).to(power)
-    grouped = torch.einsum("ia,...ijn->...ajn", onehot, power)
-    grouped = torch.einsum("...ajn,jb->...abn", grouped, onehot)
+    freqs = basis_frequencies(p).to(power.device)
+    grouped = power
+    for dim in (power.dim() - 3, power.dim() - 2):
+        shape = list(grouped.shape)
+        shape[dim] = n_frequencies(p) + 1
+        grouped = grouped.new_zeros(shape).index_add_(dim, freqs, grouped)
     diagonal = torch.diagonal(grouped, dim1=-3, dim2=-2).movedim(-1, -2)  # (..., p//2+1, n)
     block = grouped[..., 0, 1:, :] + grouped[..., 1:, 0, :] + diagonal[..., 1:, :]
     total = power.sum((-3, -2))

@@ -281,6 +281,16 @@ class TableFacts:
                    positions=table.groupby("run_id", sort=False).indices, runs_with=runs_with,
                    runs_with_finite=runs_with_finite)
 
+    def of_runs(self, runs: pd.DataFrame, rows: pd.DataFrame) -> "TableFacts":
+        """The facts of ``rows`` = :meth:`rows_of` ``runs["run_id"]`` (every row of those runs), from these
+        facts: the same as ``TableFacts.of(rows)`` without reading the rows again. ``runs``: one row per run, as
+        :attr:`runs` holds them."""
+        ids = set(runs["run_id"])
+        runs_with = {m: r & ids for m, r in self.runs_with.items() if not r.isdisjoint(ids)}
+        finite = {m: r & ids for m, r in self.runs_with_finite.items() if not r.isdisjoint(ids)}
+        return TableFacts(metrics=frozenset(runs_with), finite=frozenset(finite), runs=runs, table=rows,
+                          positions={}, runs_with=runs_with, runs_with_finite=finite)
+
     def rows_of(self, run_ids) -> pd.DataFrame:
         """The table's rows of ``run_ids``, in table order (what ``table[table.run_id.isin(run_ids)]`` gives)."""
         wanted = [self.positions[r] for r in dict.fromkeys(run_ids) if r in self.positions]
@@ -541,14 +551,23 @@ class Prediction:
         table has its metrics and knobs, and its design finds runs there.
         ``facts``: :meth:`TableFacts.of` ``table``, computed once when many predictions ask about one table.
         """
+        if facts is not None and facts.table is not table:
+            raise ValueError("design_rows: facts describe another table than the one given (TableFacts.of(table))")
         problems = self.missing(table, facts=facts)
-        sub = table
-        if not problems:
-            facts = facts or TableFacts.of(table)
-            sub, problems = self.design.select(table, facts=facts)
-        if not problems:
-            problems = self.missing(sub)
-        return sub, list(problems)
+        if problems:
+            return table, list(problems)
+        facts = facts or TableFacts.of(table)
+        if not table.empty:
+            try:
+                chosen, problems = self.design._select(facts.runs)
+            except _FilterColumnMissing:
+                pass  # the filter reads per-row columns: decided on the long table below
+            else:
+                sub = facts.rows_of(chosen["run_id"])
+                # the design's rows are whole runs of ``table``, so their facts follow from the table's
+                return sub, list(problems or self.missing(sub, facts=facts.of_runs(chosen, sub)))
+        sub, problems = self.design.select(table)
+        return sub, list(problems or self.missing(sub))
 
     def answerable(self, table: pd.DataFrame, *, facts: "TableFacts") -> list[str]:
         """Why ``table`` cannot answer this prediction (empty: it can), as :meth:`design_rows` decides it, without

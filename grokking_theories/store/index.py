@@ -425,14 +425,16 @@ class RunIndex:
             probe_rows = [d for d in probe_rows if probe_versions.get(d[4]) == d[5]]
         if probe_rows:
             _refuse_read_clashes(data, probe_rows)
-            data = sorted([d[:4] for d in data] + [d[:4] for d in probe_rows], key=lambda d: (d[0], d[2], d[1]))
+            data = data + [d[:4] for d in probe_rows]
+        rows = pd.DataFrame.from_records(data, columns=["run_id", "step", "metric", "value"], nrows=len(data))
+        if probe_rows:  # (run, metric, step) is unique now: a stable sort gives the logged rows' order to all
+            rows = rows.sort_values(["run_id", "metric", "step"], kind="stable", ignore_index=True)
         long = pd.DataFrame(
             {
-                "run_id": pd.Series([d[0] for d in data], dtype="str"),
-                "step": pd.Series([d[1] for d in data], dtype="int64"),
-                "metric": pd.Series([d[2] for d in data], dtype="str"),
-                # NULL (a stored NaN) -> NaN
-                "value": pd.Series([np.nan if d[3] is None else d[3] for d in data], dtype="float64"),
+                "run_id": pd.Series(rows["run_id"], dtype="str"),
+                "step": pd.Series(rows["step"], dtype="int64"),
+                "metric": pd.Series(rows["metric"], dtype="str"),
+                "value": pd.Series(rows["value"], dtype="float64"),  # NULL (a stored NaN) -> NaN
             }
         )
         # Configs are parsed once per run and joined in pandas, not repeated per row in SQL.
@@ -509,7 +511,20 @@ def _probe_selection(probes) -> tuple[Optional[set], Optional[dict]]:
 
 
 def _refuse_read_clashes(logged: list, probe_rows: list) -> None:
-    """StoreError naming both sources if a (run, step, metric) comes from two places."""
+    """StoreError naming both sources if a (run, step, metric) comes from two places.
+
+    Within one source a (run, step, metric) is unique (the tables' keys), so only metric names that two
+    sources share can clash: their rows alone are compared (none, in a store whose probes name new metrics).
+    """
+    sources: dict[str, set] = {"logged": {d[2] for d in logged}}
+    for d in probe_rows:
+        sources.setdefault(d[4], set()).add(d[2])
+    names = list(sources.values())
+    shared = {m for i, a in enumerate(names) for b in names[i + 1:] for m in a & b}
+    if not shared:
+        return
+    logged = [d for d in logged if d[2] in shared]
+    probe_rows = [d for d in probe_rows if d[2] in shared]
     seen: dict[tuple, str] = {}
     for d in logged:
         seen[(d[0], d[1], d[2])] = "the trainer's logged metrics"

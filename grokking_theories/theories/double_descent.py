@@ -872,27 +872,28 @@ def figure_phase_diagram(table):
 
 #: Per prediction: the statistic's value at the decision line ("null"), the effect the paper reports or, where
 #: no paper gives a number, the one our quick study measured (said so in the calibration text), and the
-#: seed-to-seed SD of the per-run value (measured on the quick study, 2026-11-25).
+#: seed-to-seed SD of the per-run value (measured on the quick study: a+b mod 31, train fraction 0.7, 2026-11-26).
 PLANT = {
     "D1": dict(null=PEAK_LINE, effect=0.35, sd=0.02, what="peak prominence (decades); Nanda et al.'s frac-0.5 "
                "test loss peaks 6 nats above ln 113 = 4.7, log10(10.7 / 4.7) = 0.35"),
     "D2": dict(null=PEAK_TIME_DECADES, effect=math.log10(2.0), sd=0.15, what="log10(t_peak / t_interp): the peak "
                "within 2x of the interpolation time (Nakkiran et al.'s 'near')"),
-    "D2b": dict(null=0.0, effect=-0.45, sd=0.1, what="log-log slope of t_peak on width (per-run scatter SD in "
+    "D2b": dict(null=0.0, effect=-0.33, sd=0.1, what="log-log slope of t_peak on width (per-run scatter SD in "
                 "decades); no paper gives a number: our quick study's slope"),
-    "D3": dict(null=0.0, effect=0.17, sd=0.03, what="log10 test loss at w* over the higher end (decades); no "
-               "paper gives a loss number: our noisy sweep's model-wise peak, 7.0 nats at width 48 vs 4.7 at 8"),
+    "D3": dict(null=0.0, effect=0.10, sd=0.035, what="log10 test loss at w* over the higher end (decades); no "
+               "paper gives a loss number: our noisy sweep's model-wise peak, 5.8 nats at width 32 vs 4.6 at 8"),
     "D4": dict(null=0.0, effect=0.415, sd=0.4, what="critical-fraction shift, -d log r_c / d log width: Huang et "
                "al.'s D_crit 4,000 at width 32 and 3,000 at 64 (0.415); planted as the width coefficient 0.415 x "
                "the fraction coefficient; SD of logit accuracy"),
-    "D5": dict(null=0.0, effect=0.03, sd=0.008, what="peak rise, noisy minus clean (decades); no paper gives a "
-               "number: our house width's 0.366 vs 0.336 (SD of the noisy runs' rise 0.006, of the clean 0.019)"),
+    "D5": dict(null=0.0, effect=0.045, sd=0.01, what="peak rise, noisy minus clean (decades); no paper gives a "
+               "number: our house width's 0.381 vs 0.336 (SD of the noisy runs' rise 0.010, of the clean 0.013)"),
     "D6": dict(null=ACC_DIP_LINE, effect=0.0, sd=0.03, what="accuracy dip at w* (accuracy points); 'little or "
                "no' double descent in accuracy (Davies et al.: 'slight')"),
 }
-#: Planted shapes: capacity per unit of width (examples; measured ~35 at p 59), t_fit of width 128 (steps), the
-#: fraction coefficient of logit accuracy (per decade), the flat end level of log10 test loss.
-_CAP_PER_WIDTH, _T_FIT_128, _B_FRAC, _END_LOG_LOSS = 35.0, 86.0, 26.0, -0.5
+#: Planted shapes, measured on the quick study (p 31): capacity per unit of width (examples; 184, 344, 717 at
+#: widths 8, 16, 32: ~22), t_fit of width 128 (steps; 59-67), the fraction coefficient of logit accuracy (per
+#: decade; 19.7), the flat end level of log10 test loss.
+_CAP_PER_WIDTH, _T_FIT_128, _B_FRAC, _END_LOG_LOSS = 22.0, 60.0, 20.0, -0.5
 
 
 def _bump(w: float, w_star: float) -> float:
