@@ -383,6 +383,27 @@ def test_metrics_table_names_both_sides_of_a_clash(store):
     assert len(store.metrics_table([rid], probes=False)) == len(make_rows())
 
 
+@pytest.mark.parametrize("name", ["q", "logged"])  # a probe may be named anything, "logged" included
+def test_metrics_table_names_a_clash_whatever_the_probe_is_named(store, name):
+    rid = ids(0)[0]
+    store.write_probe(rid, "p", 1, [(5, "shared", 0.5)])
+    store.write_probe(rid, name, 1, [(5, "own", 0.5)])
+    conn = sqlite3.connect(store.index_path)
+    with conn:
+        conn.execute("INSERT INTO probe_metrics VALUES (?, ?, 5, 'test_acc', 0.1)", (rid, name))
+    conn.close()
+    with pytest.raises(StoreError, match=f"'test_acc' is in both the trainer's logged metrics and the rows of "
+                                         f"probe '{name}'"):
+        store.metrics_table([rid])
+    conn = sqlite3.connect(store.index_path)
+    with conn:
+        conn.execute("DELETE FROM probe_metrics WHERE probe = ? AND metric = 'test_acc'", (name,))
+        conn.execute("INSERT INTO probe_metrics VALUES (?, ?, 5, 'shared', 0.1)", (rid, name))
+    conn.close()
+    with pytest.raises(StoreError, match="'shared' is in both the rows of probe"):  # two probes
+        store.metrics_table([rid])
+
+
 def test_readonly_store_reads_current_probe_rows(store):
     probe = stub_probe()
     run_probes(store, ids(0, 1), [probe], progress=False)

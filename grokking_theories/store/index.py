@@ -516,7 +516,7 @@ def _refuse_read_clashes(logged: list, probe_rows: list) -> None:
     Within one source a (run, step, metric) is unique (the tables' keys), so only metric names that two
     sources share can clash: their rows alone are compared (none, in a store whose probes name new metrics).
     """
-    sources: dict[str, set] = {"logged": {d[2] for d in logged}}
+    sources: dict[Optional[str], set] = {None: {d[2] for d in logged}}  # None: the logged rows (no probe name)
     for d in probe_rows:
         sources.setdefault(d[4], set()).add(d[2])
     names = list(sources.values())
