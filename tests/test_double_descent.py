@@ -437,15 +437,14 @@ def test_planted_null_of_the_house_cell_is_rarely_decided_and_on_the_line(pid):
 def _grid_resolution(pid, cfg):
     """How far the rule's statistic may sit off its line by reading the logged grid (0 where it reads none).
 
-    D2 reads t_peak at a logged step: the rule's own resolution there (half the mean logged interval around the
-    step, :func:`DD.test_loss_peak`) at the planted null's peak time, t_fit x 10^PEAK_TIME_DECADES. A curve that
-    falls faster than it rises puts the largest logged loss on the early side of the peak, by up to that much.
+    D2 reads t_peak at a logged step: the rule's own resolution there (:func:`DD.step_resolution`) at the planted
+    null's peak time, t_fit x 10^PEAK_TIME_DECADES. A curve that falls faster than it rises puts the largest
+    logged loss on the early side of the peak, by up to that much.
     """
     if pid != "D2":
         return 0.0
     steps = logged_steps(cfg)
-    i = int(np.searchsorted(steps, DD._T_FIT_128 * 10 ** DD.PEAK_TIME_DECADES))
-    return 0.25 * math.log10(steps[min(i + 1, len(steps) - 1)] / steps[max(i - 1, 0)])
+    return DD.step_resolution(steps, int(np.searchsorted(steps, DD._T_FIT_128 * 10 ** DD.PEAK_TIME_DECADES)))
 
 
 @pytest.mark.parametrize("pid", [p for p in BIG_EFFECT if p not in CELL_RULES])

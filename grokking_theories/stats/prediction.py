@@ -190,6 +190,13 @@ class Design:
         table, only much faster; a filter that names a per-row column (step, metric, value) is decided on the
         long table.
         """
+        sub, problems, _ = self.select_runs(table, facts=facts)
+        return sub, problems
+
+    def select_runs(self, table: pd.DataFrame, *, facts: Optional["TableFacts"] = None
+                    ) -> tuple[pd.DataFrame, list[str], Optional[pd.DataFrame]]:
+        """:meth:`select`, and the chosen runs (one row each, from ``facts.runs``) when it was decided on them:
+        then the rows are whole runs of ``table`` (None: decided on the long table)."""
         if facts is not None and not table.empty:
             if facts.table is not table:
                 raise ValueError("select: facts describe another table than the one given (TableFacts.of(table))")
@@ -198,11 +205,12 @@ class Design:
             except _FilterColumnMissing:
                 pass
             else:
-                return facts.rows_of(chosen["run_id"]), problems
+                return facts.rows_of(chosen["run_id"]), problems, chosen
         try:
-            return self._select(table)
+            sub, problems = self._select(table)
         except _FilterColumnMissing as exc:
-            return table.iloc[:0], [str(exc)]
+            return table.iloc[:0], [str(exc)], None
+        return sub, problems, None
 
     def _select(self, table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         sub = table
@@ -557,17 +565,11 @@ class Prediction:
         if problems:
             return table, list(problems)
         facts = facts or TableFacts.of(table)
-        if not table.empty:
-            try:
-                chosen, problems = self.design._select(facts.runs)
-            except _FilterColumnMissing:
-                pass  # the filter reads per-row columns: decided on the long table below
-            else:
-                sub = facts.rows_of(chosen["run_id"])
-                # the design's rows are whole runs of ``table``, so their facts follow from the table's
-                return sub, list(problems or self.missing(sub, facts=facts.of_runs(chosen, sub)))
-        sub, problems = self.design.select(table)
-        return sub, list(problems or self.missing(sub))
+        sub, problems, chosen = self.design.select_runs(table, facts=facts)
+        if problems:
+            return sub, list(problems)
+        # rows that are whole runs of ``table`` have facts that follow from the table's
+        return sub, list(self.missing(sub, facts=None if chosen is None else facts.of_runs(chosen, sub)))
 
     def answerable(self, table: pd.DataFrame, *, facts: "TableFacts") -> list[str]:
         """Why ``table`` cannot answer this prediction (empty: it can), as :meth:`design_rows` decides it, without

@@ -154,11 +154,16 @@ def test_loss_peak(series: dict) -> Peak:
     i = int(after0[np.argmax(values[after0])])
     rise = float(values[i] - values[:i + 1].min())
     fall = float(values[i] - values[i:].min())
+    return Peak(t_interp=t_interp, t_peak=float(steps[i]), t_peak_resolution=step_resolution(steps, i), rise=rise,
+                fall=fall, prominence=min(rise, fall), t_last=float(steps[-1]))
+
+
+def step_resolution(steps, i: int) -> float:
+    """How far (decades) a time read as logged step ``steps[i]`` (i >= 1) can be off: half the mean logged
+    interval around it, 0.25 log10(next / previous) (the step itself stands in for a missing neighbour)."""
     lo = steps[i - 1] if steps[i - 1] > 0 else steps[i]
     hi = steps[i + 1] if i + 1 < len(steps) else steps[i]
-    resolution = 0.25 * math.log10(hi / lo)  # half the mean logged interval around t_peak
-    return Peak(t_interp=t_interp, t_peak=float(steps[i]), t_peak_resolution=resolution, rise=rise, fall=fall,
-                prominence=min(rise, fall), t_last=float(steps[-1]))
+    return 0.25 * math.log10(hi / lo)
 
 
 def _configs(table):
