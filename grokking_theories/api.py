@@ -22,7 +22,6 @@ verdicts again (deterministic: they equal the report's).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -44,12 +43,19 @@ class StudyResults:
     comparison : Comparison or None
         For a study that includes others (``all``): every explanation's predictions on every included
         study's runs (:class:`~grokking_theories.theories.comparison.Comparison`, with its own ``summary()``).
+    failed : dict
+        ``{run_id: error}`` of runs whose training raised in this call (empty from :func:`load`); they are
+        stored as ``'failed'`` with their tracebacks, left out of the verdicts, and retried by the next run.
+    store_dir : Path or None
+        The run store the study read.
     """
 
-    def __init__(self, study, table, verdicts, out: Path, comparison=None):
+    def __init__(self, study, table, verdicts, out: Path, comparison=None, *, failed=None, store_dir=None):
         self.study, self.table, self.out = study, table, Path(out)
         self._verdicts = list(verdicts)
         self.comparison = comparison
+        self.failed = dict(failed or {})
+        self.store_dir = store_dir
 
     # --- tables ---------------------------------------------------------------------------------
     @property
@@ -139,7 +145,8 @@ class StudyResults:
 
 
 def run_study(name: str, scale: str = "quick", *, out=None, store=None, device: str = "auto",
-              workers: Optional[int] = None, ensemble_size: Optional[int] = None) -> StudyResults:
+              workers: Optional[int] = None, ensemble_size: Optional[int] = None, executor: str = "local",
+              scheduler: Optional[str] = None, tf32: bool = False, retrain=()) -> StudyResults:
     """Train (or reuse) a study's runs, write its report and return the results.
 
     Parameters
@@ -158,23 +165,39 @@ def run_study(name: str, scale: str = "quick", *, out=None, store=None, device: 
         Training processes, one torch thread each (default: the CPU count on cpu, 1 on cuda).
     ensemble_size : int, optional
         Most runs trained as one batched model (default: measured per architecture).
+    executor : {'local', 'dask'}
+        Where runs train: a local process pool, or a Dask cluster (``scheduler``'s, else a LocalCluster of
+        ``workers`` processes). Every executor gives the same metric rows; only the driver writes the store.
+    scheduler : str, optional
+        Address of a running Dask scheduler (with ``executor='dask'``).
+    tf32 : bool, default False
+        On a GPU, allow TF32 matmuls (off by default; see :func:`grokking_theories.training.parse_device`).
+    retrain : str or iterable of str
+        Run ids of the study to train again although they are finished (a run whose checkpoint file was
+        damaged, say); each keeps its old result until the new one is written over it.
+
+    Runs whose training raises do not stop the study: they are stored as ``'failed'`` and listed in
+    :attr:`StudyResults.failed` (the CLI then exits with status 1, naming them).
     """
     from .report.collect import probed_metrics_table
     from .store import RunStore
     from .studies import load_study
-    from .study import print_run_table, probe_study, resolve_device, train_missing, write_report
+    from .study import (check_retrain, default_workers, print_run_table, probe_study, resolve_device,
+                        train_missing, write_report)
     from .theories import get_family
 
     study = load_study(name, scale)  # every key and value checked before any training
+    retrain = check_retrain(study, retrain)
     out_given = out is not None
     out = Path(out) if out is not None else Path("runs") / f"{study.name}-{study.scale}"
     store_dir = Path(store) if store is not None else default_store(out, explicit_out=out_given)
-    device = resolve_device(device)
-    workers = workers or (1 if device == "cuda" else (os.cpu_count() or 1))
+    device = resolve_device(device, tf32)
+    workers = default_workers(workers, device)
     start = time.time()
     out.mkdir(parents=True, exist_ok=True)
     with RunStore(store_dir) as writer:
-        counts = train_missing(study, writer, device, workers, ensemble_size)
+        counts = train_missing(study, writer, device, workers, ensemble_size, executor=executor,
+                               scheduler=scheduler, retrain=retrain)
         probe_counts = probe_study(study, writer, workers=workers)
         record = {"study": study.name, "path": str(study.path.resolve()), "scale": study.scale,
                   "store": str(store_dir.resolve()), "device": device, "wall_time": time.time() - start,
@@ -185,7 +208,8 @@ def run_study(name: str, scale: str = "quick", *, out=None, store=None, device: 
         finished = sorted(writer.finished_ids() & {c.run_id for c in study.configs})
         table = probed_metrics_table(writer, finished, [get_family(n) for n in study.families])
         data = write_report(study, writer, out, table=table)
-    return StudyResults(study, table, data.verdicts, out, data.comparison)
+    return StudyResults(study, table, data.verdicts, out, data.comparison, failed=counts["failed"],
+                        store_dir=store_dir)
 
 
 #: Where studies run with the default output folder keep their runs: one store, so studies share runs.
@@ -223,4 +247,4 @@ def load(out, *, store=None) -> StudyResults:
         finished = sorted(reader.finished_ids() & {c.run_id for c in study.configs})
         table = probed_metrics_table(reader, finished, families)
     verdicts, comparison = evaluate_study(table, study, families)
-    return StudyResults(study, table, verdicts, out, comparison)
+    return StudyResults(study, table, verdicts, out, comparison, store_dir=store_dir)

@@ -45,6 +45,18 @@ KEY_MIN_NEURON_FRAC = 0.02
 KEY_FALLBACK = 4
 
 
+# --- Compact checkpoints (float16 on disk; grokking_theories.store.checkpoints) ----------------------
+#: A probe's continuous value on a compact checkpoint is within this fraction of the metric's scale over
+#: the run (its largest |value|) of the value on the float32 checkpoint. Measured on the quick `all`
+#: store (benchmarks/checkpoint_precision.py): at most 3.4e-4 for losses, 1.3e-3 for the flip-time
+#: summaries (flip times move by whole checkpoints), 2e-4 for Fourier norms and coefficients.
+COMPACT_PROBE_RTOL = 2e-3
+#: Per-neuron labels (a neuron's best frequency) may change for at most this share of the neurons (one
+#: neuron of 256 in the quick `all` store): a neuron whose two best frequencies explain it nearly
+#: equally can swap them under float16 rounding.
+COMPACT_LABEL_CHANGES = 0.01
+
+
 def pct(level: float) -> str:
     """A level as rule text writes it: 0.99 -> '0.99', 0.05 -> '0.05'."""
     return f"{level:g}"

@@ -45,17 +45,34 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="training processes, one torch thread each (default: CPU count on cpu, 1 on cuda)")
     parser.add_argument("--ensemble-size", type=int, default=None,
                         help="most runs trained as one batched model (default: measured per architecture)")
+    parser.add_argument("--executor", default="local", choices=["local", "dask"],
+                        help="local: a process pool on this machine (default); dask: a Dask cluster, the one at "
+                             "--scheduler or else a LocalCluster of --workers processes (pip install "
+                             "'grokking_theories[dask]')")
+    parser.add_argument("--tf32", action="store_true",
+                        help="on cuda, allow TF32 matmuls (off by default: they round float32 matmul inputs to ~3 "
+                             "digits; runs record device 'cuda+tf32')")
+    parser.add_argument("--retrain", nargs="+", default=[], metavar="RUN_ID",
+                        help="train these runs of the study again although they are finished (e.g. a run whose "
+                             "checkpoint file was damaged); their old results are replaced")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print how many runs would train and the estimated wall time on this machine, then stop")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786), with --executor dask")
     return parser.parse_args(argv)
 
 
-def resolve_device(name: str) -> str:
+def resolve_device(name: str, tf32: bool = False) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``tf32`` adds ``+tf32`` on a GPU (never on a CPU)."""
     import torch
 
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise GrokkingError("--device cuda was asked for, but torch sees no CUDA device (use --device cpu or auto)")
-    return name
+    if tf32 and name != "cuda":
+        raise GrokkingError(f"--tf32 is a CUDA setting, but the device is {name}")
+    return f"{name}+tf32" if tf32 else name
 
 
 def list_studies() -> int:
@@ -90,24 +107,36 @@ def _included_have_scale(path, names, scale: str) -> bool:
         return False
 
 
-def train_missing(study, store, device: str, workers: int, ensemble_size: Optional[int]) -> dict:
-    """Train every run of the study that the store has not finished; return counts."""
+def train_missing(study, store, device: str, workers: int, ensemble_size: Optional[int], *,
+                  executor: str = "local", scheduler: Optional[str] = None, retrain=()) -> dict:
+    """Train every run of the study that the store has not finished, and the runs ``retrain`` names; return counts.
+
+    ``executor`` / ``scheduler``: see :func:`grokking_theories.execution.make_executor`. ``retrain``: run ids of
+    the study (:func:`check_retrain`) trained again although finished; each keeps its old result until the new
+    one is written over it. The counts are
+    ``runs``, ``reused``, ``trained`` (finished now) and ``failed``: ``{run_id: last line of the traceback}``
+    of runs whose training raised (stored as ``'failed'`` with the whole traceback; the next run retries them).
+    """
     from tqdm import tqdm
-    from .execution import LocalExecutor, plan_ensembles
+    from .execution import make_executor
 
     configs = study.configs
     store.register(configs)
-    finished = store.finished_ids()
+    retrain = set(check_retrain(study, retrain))
+    finished = store.finished_ids() - retrain
     todo = [c for c in configs if c.run_id not in finished]
-    counts = {"runs": len(configs), "reused": len(configs) - len(todo), "trained": 0}
+    counts = {"runs": len(configs), "reused": len(configs) - len(todo), "trained": 0, "failed": {}}
     print(f"study {study.name} [{study.scale}]: {len(configs)} runs, {counts['reused']} already in the store, "
           f"{len(todo)} to train on {device}", flush=True)
     if not todo:
         return counts
-    plan = plan_ensembles(todo, device, ensemble_size)
-    workers = max(1, min(workers, len(plan)))
-    print(f"training {len(todo)} runs as {len(plan)} ensembles with {workers} worker(s)", flush=True)
-    executor = LocalExecutor(workers)
+    plan, estimate = plan_and_estimate(todo, device, workers, ensemble_size)
+    workers = estimate.workers
+    where = f"{workers} worker(s)" if scheduler is None else f"the Dask scheduler at {scheduler}"
+    print(f"training {len(todo)} runs as {len(plan)} ensembles with {where}", flush=True)
+    remote = "" if scheduler is None else f" (rates of this machine; the cluster at {scheduler} may be faster or slower)"
+    print(estimate.text() + remote, flush=True)
+    runner = make_executor(executor, workers=workers, scheduler=scheduler)
     # The bar counts model-steps (an ensemble step of K runs is K); a run that stops early after
     # grokking is topped up to its budget when its ensemble finishes, so the bar ends at its total.
     budgets = [sum(c.budget.max_steps for c in group) for group in plan]
@@ -121,20 +150,90 @@ def train_missing(study, store, device: str, workers: int, ensemble_size: Option
     with tqdm(total=sum(budgets), unit="step", unit_scale=True, desc="training", dynamic_ncols=True) as bar:
         bar.set_postfix_str(f"runs 0/{len(todo)}")
         try:
-            for index, results in executor.run(plan, device, on_progress):
+            for index, results in runner.run(plan, device, on_progress):
                 for r in results:
                     store.write_result(r.config, r.metrics, checkpoint=r.checkpoint, status=r.status,
                                        summary=r.summary, wall_time=r.wall_time, device=r.device)
-                counts["trained"] += len(results)
+                    if r.status == "failed":
+                        counts["failed"][r.config.run_id] = r.error
+                    else:
+                        counts["trained"] += 1
                 bar.update(budgets[index] - reported[index])
                 reported[index] = budgets[index]
-                bar.set_postfix_str(f"runs {counts['trained']}/{len(todo)}")
+                failed = f", {len(counts['failed'])} failed" if counts["failed"] else ""
+                bar.set_postfix_str(f"runs {counts['trained']}/{len(todo)}{failed}")
         except KeyboardInterrupt:
             bar.close()
-            print(f"\ninterrupted: {counts['trained']} runs saved, {len(todo) - counts['trained']} left; "
+            done = counts["trained"] + len(counts["failed"])
+            print(f"\ninterrupted: {done} runs saved, {len(todo) - done} left; "
                   "rerun the same command to train only those", file=sys.stderr)
             raise
+        finally:
+            runner.close()
     return counts
+
+
+def plan_and_estimate(todo, device: str, workers: int, ensemble_size: Optional[int]):
+    """The ensembles ``todo`` trains as, and the estimated wall time on ``workers`` workers (measured step rates,
+    cached per machine; :mod:`grokking_theories.execution.throughput`)."""
+    from .execution import plan_ensembles
+    from .execution.throughput import StepRates, estimate_training
+
+    rates = StepRates(device)
+    plan = plan_ensembles(todo, device, ensemble_size, rates=rates, workers=workers)
+    return plan, estimate_training(plan, device, max(1, min(workers, len(plan))), rates)
+
+
+def dry_run(args) -> int:
+    """``--dry-run``: say what the study would train, and how long that would take here, then stop."""
+    from .api import default_store
+    from .studies import load_study
+    from .store import RunStore
+
+    study = load_study(args.name, args.scale)
+    out = args.out if args.out is not None else Path("runs") / f"{study.name}-{study.scale}"
+    store_dir = args.store if args.store is not None else default_store(out, explicit_out=args.out is not None)
+    finished = set()
+    if (store_dir / "index.sqlite").exists():
+        with RunStore(store_dir, readonly=True) as store:
+            finished = store.finished_ids()
+    todo = [c for c in study.configs if c.run_id not in finished]
+    device = resolve_device(args.device)
+    print(f"study {study.name} [{study.scale}]: {len(study.configs)} runs, {len(study.configs) - len(todo)} already "
+          f"in {store_dir}, {len(todo)} to train on {device}")
+    if todo:
+        plan, estimate = plan_and_estimate(todo, device, default_workers(args.workers, device), args.ensemble_size)
+        print(estimate.text())
+    return 0
+
+
+def default_workers(workers: Optional[int], device: str) -> int:
+    """``--workers`` when given, else one per CPU core on a CPU and one on a GPU."""
+    import os
+
+    return workers or (1 if device.startswith("cuda") else (os.cpu_count() or 1))
+
+
+def check_retrain(study, run_ids) -> list[str]:
+    """``--retrain``'s run ids, each once; GrokkingError names one that is not a run of the study."""
+    from .config import did_you_mean
+
+    run_ids = [run_ids] if isinstance(run_ids, str) else list(dict.fromkeys(run_ids))
+    configs = {c.run_id for c in study.configs}
+    unknown = [rid for rid in run_ids if rid not in configs]
+    if unknown:
+        raise GrokkingError(f"--retrain {unknown[0]!r} is not a run of study {study.name} [{study.scale}]"
+                            f"{did_you_mean(unknown[0], configs)}")
+    return run_ids
+
+
+def failed_runs_message(failed: dict, store_dir) -> str:
+    """What the CLI prints (to stderr) when runs failed: each run and its error, and where the tracebacks are."""
+    lines = [f"{len(failed)} run(s) failed (stored as 'failed' with their tracebacks; rerunning the study "
+             f"retries them):"]
+    lines += [f"  {rid}: {error}" for rid, error in sorted(failed.items())]
+    lines.append(f"  tracebacks: RunStore({str(store_dir)!r}, readonly=True).runs_table()['summary_error']")
+    return "\n".join(lines)
 
 
 def run_table(study, store):
@@ -153,6 +252,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return list_studies()
         if args.name == "report":
             return rebuild_report(args)
+        if args.dry_run:
+            return dry_run(args)
         return run_study(args)
     except GrokkingError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -165,8 +266,12 @@ def run_study(args) -> int:
     """The CLI's study command: a thin layer over :func:`grokking_theories.api.run_study`."""
     from .api import run_study as run
 
-    run(args.name, args.scale, out=args.out, store=args.store, device=args.device, workers=args.workers,
-        ensemble_size=args.ensemble_size)
+    results = run(args.name, args.scale, out=args.out, store=args.store, device=args.device,
+                  workers=args.workers, ensemble_size=args.ensemble_size, executor=args.executor,
+                  scheduler=args.scheduler, tf32=args.tf32, retrain=args.retrain)
+    if results.failed:
+        print(failed_runs_message(results.failed, results.store_dir), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,6 +4,22 @@ import torch
 torch.set_num_threads(1)  # the CI machine has 2 cores; one thread per process is the robust choice
 
 
+@pytest.fixture(autouse=True, scope="session")
+def step_rate_cache(tmp_path_factory):
+    """Measured step rates go to a temporary cache, never the user's (studies run in subprocesses inherit it)."""
+    import os
+
+    from grokking_theories.execution.throughput import CACHE_ENV
+
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("step_rates"))
+    yield os.environ[CACHE_ENV]
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old
+
+
 @pytest.fixture
 def tiny_cfg():
     """A run that trains in well under a second: a+b mod 11, a small MLP."""

@@ -143,7 +143,7 @@ def test_v1_store_opens_migrates_keeps_every_row_and_gains_probe_rows(tmp_path):
     assert len(before_metrics) == sum(len(v) for v in expected.values())
 
     with RunStore(root) as store:  # a writer migrates
-        assert store.opened_version == 1 and store.schema_version == SCHEMA_VERSION == 2
+        assert store.opened_version == 1 and store.schema_version == SCHEMA_VERSION == 3  # v1 -> v2 -> v3
         tables = {r[0] for r in sqlite3.connect(root / "index.sqlite").execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"runs", "metrics", "probe_runs", "probe_metrics"} <= tables
@@ -164,7 +164,7 @@ def test_v1_store_opens_migrates_keeps_every_row_and_gains_probe_rows(tmp_path):
         store.load_checkpoints(ids(0)[0])  # the checkpoints still verify
 
     with RunStore(root, readonly=True) as reader:  # the migration is on disk
-        assert reader.schema_version == 2 and len(reader.probe_state()) == 2
+        assert reader.schema_version == SCHEMA_VERSION and len(reader.probe_state()) == 2
 
 
 def test_readonly_reads_a_v1_store_without_migrating_it(tmp_path):
@@ -196,7 +196,7 @@ def test_a_failed_migration_leaves_the_v1_index_as_it_was(tmp_path, monkeypatch)
     conn.close()
     monkeypatch.undo()
     with RunStore(root) as store:  # the lock was released, and the real migration still works
-        assert store.schema_version == 2
+        assert store.schema_version == SCHEMA_VERSION
 
 
 def test_a_newer_schema_is_refused(tmp_path):
@@ -336,8 +336,8 @@ def test_metrics_table_merges_probe_rows(store):
     per_run = table[table.run_id == ids(0)[0]]
     assert set(per_run.metric) == {"train_loss", "test_acc", "a_sum", "a_logged", "b_sum", "b_logged"}
     assert (per_run.seed == 0).all() and (per_run.status == "complete").all()
-    ckpt = make_checkpoint(0)
-    want = sum(t.flatten(1).sum(1) for t in ckpt["params"].values()).tolist()
+    ckpt = make_checkpoint(0)  # the probe reads the stored checkpoint: float16 on disk, float32 in memory
+    want = sum(t.half().float().flatten(1).sum(1) for t in ckpt["params"].values()).tolist()
     np.testing.assert_allclose(per_run[per_run.metric == "a_sum"]["value"], want, rtol=1e-6)
     # what joins: every probe, none, by name, by name and version
     assert set(store.metrics_table(probes=False).metric) == {"train_loss", "test_acc"}
@@ -484,3 +484,45 @@ def test_a_corrupt_checkpoint_in_a_worker_names_the_file(tmp_path):
         with pytest.raises(CorruptCheckpointError, match=str(path.name)):
             run_probes(s, ids(0, 1, 2), [stub_probe("par")], progress=False, workers=2)
         assert ("par" not in {k[1] for k in s.probe_state(ids(1))})
+
+
+def test_probes_on_compact_checkpoints_match_full_precision(tiny_cfg, tmp_path):
+    """Every registered probe, on a run that groks, gives the same answer from the store's float16 checkpoint as
+    from the trainer's float32 one: continuous values within COMPACT_PROBE_RTOL of the metric's scale, per-neuron
+    and per-example counts within COMPACT_LABEL_CHANGES, key-frequency decisions identical."""
+    import math
+
+    from grokking_theories.levels import COMPACT_LABEL_CHANGES, COMPACT_PROBE_RTOL
+    from grokking_theories.probes.stage import all_probes
+    from grokking_theories.store import RunStore
+    from grokking_theories.training import train_run
+
+    cfg = tiny_cfg(p=31, train_frac=0.7, width=128, lr=1e-2, max_steps=1500, stop_after_grok=200,
+                   log_points=30, log_every=50, checkpoints=16)
+    r = train_run(cfg)
+    assert r.summary["t_grok"] is not None, "the run must grok, so the probes see a circuit and flips"
+    with RunStore(tmp_path / "store") as store:
+        store.write_result(cfg, r.metrics, checkpoint=r.checkpoint, summary=r.summary)
+        compact = store.checkpoint(cfg.run_id)
+        logged = store.metrics_table(run_ids=[cfg.run_id], probes=False)[["step", "metric", "value"]]
+    assert any(t.dtype.itemsize == 4 for t in compact.params.values())  # read back as float32
+    n_neurons = cfg.model.width
+    probes = [p for p in all_probes() if p.defined_for(cfg)]
+    assert {p.name for p in probes} >= {"fourier", "flips"}
+    for probe in probes:
+        full = probe.compute(cfg, r.checkpoint, logged)
+        small = probe.compute(cfg, compact, logged)
+        both = full.merge(small, on=["step", "metric"], suffixes=("_32", "_16"), validate="one_to_one")
+        assert len(both) == len(full) == len(small) > 0
+        for metric, g in both.groupby("metric"):
+            diff = (g.value_16 - g.value_32).abs().fillna(0.0)
+            assert (g.value_16.isna() == g.value_32.isna()).all(), metric
+            if metric in ("n_key_freqs", "key_rule_fallback"):
+                assert diff.max() == 0, metric
+            elif metric.startswith("neuron_cluster_k"):  # neuron counts
+                assert diff.max() <= max(1, math.ceil(COMPACT_LABEL_CHANGES * n_neurons)), metric
+            elif metric in ("neuron_single_freq_frac", "flip_censored_frac", "flip_width_frac"):  # shares
+                assert diff.max() <= max(COMPACT_LABEL_CHANGES, 1 / n_neurons), metric
+            else:
+                scale = max(float(g.value_32.abs().max()), 1e-12)
+                assert diff.max() <= COMPACT_PROBE_RTOL * scale, (probe.name, metric, diff.max(), scale)

@@ -14,11 +14,13 @@ import pandas as pd
 import pytest
 import torch
 
-from grokking_theories.config import ModelConfig, OptimConfig, RunConfig, TaskConfig, run_id
+from grokking_theories.config import ModelConfig, OptimConfig, RunConfig, TaskConfig, canonical_json, run_id
 from grokking_theories.errors import CorruptCheckpointError, StoreError, StoreLockedError
 from grokking_theories.store import Checkpoint, RunStore
 from grokking_theories.store import sqlite_store
 from grokking_theories.store.checkpoints import CheckpointFiles, read_verified, serialise_checkpoint
+from grokking_theories.store.rows import metric_columns
+from test_probe_stage import V1_STATEMENTS
 
 torch.set_num_threads(1)
 
@@ -83,7 +85,9 @@ def test_round_trip_configs_metrics_checkpoints(tmp_path):
         assert isinstance(loaded, Checkpoint) and set(loaded.params) == {"w", "b"}
         assert torch.equal(loaded.steps, ckpt["steps"]) and loaded.steps.dtype == torch.long
         for name, tensor in ckpt["params"].items():
-            assert torch.equal(loaded.params[name], tensor)
+            # stored compactly in float16, read back as float32: exactly the float16 rounding of each value
+            assert loaded.params[name].dtype == torch.float32
+            assert torch.equal(loaded.params[name], tensor.half().float())
 
         runs = store.runs_table().set_index("run_id")
         assert list(runs.reset_index().columns[:4]) == ["run_id", "status", "wall_time", "device"]
@@ -102,7 +106,7 @@ def test_checkpoint_of_a_view_stores_only_the_view(tmp_path):
         cfg = make_config()
         store.write_result(cfg, make_rows(), checkpoint=view)
         assert store.checkpoint_path(run_id(cfg)).stat().st_size < 20_000  # whole storage is 768 kB
-        assert torch.equal(store.load_checkpoints(run_id(cfg))["params"]["w"], big[:, 0, :2])
+        assert torch.equal(store.load_checkpoints(run_id(cfg))["params"]["w"], big[:, 0, :2].half().float())
 
 
 # ---------------------------------------------------------------- reruns
@@ -228,7 +232,7 @@ def test_store_modules_split_by_concern():
     from grokking_theories.store import SCHEMA_VERSION, checkpoints, lock, rows, schema
 
     assert RunStore.__module__ == "grokking_theories.store.sqlite_store"
-    assert SCHEMA_VERSION == schema.SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == schema.SCHEMA_VERSION == 3
     assert callable(checkpoints.read_verified) and callable(lock.acquire_lock) and callable(rows.metric_columns)
 
 
@@ -376,9 +380,9 @@ def test_checkpoint_round_trip_through_files_and_store(tmp_path):
     assert isinstance(got, Checkpoint) and (got.run_id, got.sha256, len(got)) == ("r1", sha, 3)
     assert torch.equal(got.steps, ckpt["steps"]) and set(got.params) == {"w", "b"}
     for name, tensor in ckpt["params"].items():
-        assert torch.equal(got.params[name], tensor)
+        assert torch.equal(got.params[name], tensor.half().float())  # float16 on disk, float32 in memory
     step, params = got.at(1)
-    assert step == 5 and isinstance(step, int) and torch.equal(params["w"], ckpt["params"]["w"][1])
+    assert step == 5 and isinstance(step, int) and torch.equal(params["w"], ckpt["params"]["w"][1].half().float())
     assert got.at(-1)[0] == 10
     with pytest.raises(IndexError, match="snapshot 3"):
         got.at(3)
@@ -391,7 +395,7 @@ def test_checkpoint_round_trip_through_files_and_store(tmp_path):
         store.write_result(cfg, make_rows(), checkpoint=Checkpoint(**ckpt))  # a Checkpoint is written like a dict
         loaded = store.checkpoint(run_id(cfg))
         assert loaded.run_id == run_id(cfg) and loaded.sha256 == store.checkpoint_shas([run_id(cfg)])[run_id(cfg)]
-        assert torch.equal(loaded.params["b"], ckpt["params"]["b"])
+        assert torch.equal(loaded.params["b"], ckpt["params"]["b"].half().float())
         assert torch.equal(store.load_checkpoints(run_id(cfg)).steps, loaded.steps)  # the old name still works
         with pytest.raises(StoreError, match="no run 'nope'"):
             store.checkpoint("nope")
@@ -436,23 +440,42 @@ def test_corrupt_checkpoint_file_raises_naming_the_path(tmp_path, how, words):
 
 
 def test_checkpoint_files_keep_the_previous_on_disk_format(tmp_path):
-    """The file is still torch.save of the plain dict: stores written before Checkpoint load, and vice versa."""
+    """The file is still torch.save of the plain dict, now with float16 parameters (half the bytes); a float32
+    file of an older store reads back exactly as it was written."""
     ckpt = make_checkpoint()
     old_bytes = _previous_serialise(ckpt)
-    assert serialise_checkpoint(ckpt, "r") == old_bytes == serialise_checkpoint(Checkpoint(**ckpt), "r")
+    new_bytes = serialise_checkpoint(ckpt, "r")
+    assert new_bytes == serialise_checkpoint(Checkpoint(**ckpt), "r")
+    assert new_bytes == _previous_serialise({"steps": ckpt["steps"],
+                                             "params": {n: t.half() for n, t in ckpt["params"].items()}})
 
-    path = tmp_path / "old.pt"  # a file as the previous code wrote it
+    path = tmp_path / "old.pt"  # a file as the previous code wrote it: float32, read back unchanged
     path.write_bytes(old_bytes)
     got = read_verified(path, "old", hashlib.sha256(old_bytes).hexdigest())
     assert isinstance(got, Checkpoint) and torch.equal(got["steps"], ckpt["steps"])
-    assert torch.equal(got.params["w"], ckpt["params"]["w"])
+    assert torch.equal(got.params["w"], ckpt["params"]["w"]) and got.params["w"].dtype == torch.float32
 
     cfg = make_config()
     with RunStore(tmp_path / "store") as store:
         store.write_result(cfg, make_rows(), checkpoint=ckpt)
         raw = torch.load(store.checkpoint_path(run_id(cfg)), weights_only=True)
     assert type(raw) is dict and set(raw) == {"steps", "params"}  # not a pickled Checkpoint
-    assert store.checkpoint_path(run_id(cfg)).read_bytes() == old_bytes
+    assert all(t.dtype == torch.float16 for t in raw["params"].values())
+    assert store.checkpoint_path(run_id(cfg)).read_bytes() == new_bytes
+
+
+def test_big_or_non_finite_parameters_are_not_compacted(tmp_path):
+    """float16 holds at most 65,504: a tensor beyond that (or with an Inf/NaN) keeps float32, never clipped."""
+    from grokking_theories.store.checkpoints import compact
+
+    fits, big = torch.full((2, 3), 60_000.0), torch.full((2, 3), 70_000.0)  # 60,000 is exact in float16
+    assert compact(fits).dtype == torch.float16 and compact(big).dtype == torch.float32
+    assert compact(torch.tensor([[1.0, float("nan")]])).dtype == torch.float32
+    ckpt = {"steps": torch.arange(2), "params": {"w": big, "b": fits}}
+    with RunStore(tmp_path) as store:
+        store.write_result(make_config(), make_rows(), checkpoint=ckpt)
+        back = store.checkpoint(run_id(make_config()))
+    assert torch.equal(back.params["w"], big) and torch.equal(back.params["b"], fits)
 
 
 def test_index_lock_and_files_are_separate_modules(tmp_path):
@@ -504,3 +527,216 @@ def test_tidy_table_columns_dtypes_and_uniqueness(tmp_path):
     assert set(only.metric) == {"test_acc"} and set(only.run_id) == {run_id(configs[0])}
     assert only.step.tolist() == [0, 1, 10]
     assert only.value.tolist() == [2.0, 4.0, 22.0]
+
+
+# ---------------------------------------------------------------- schema 3: attempt counts
+
+# Version 2 exactly as it shipped (test_probe_stage's verbatim copy of version 1 plus the probe tables), kept here
+# verbatim: a change to the shipped statements cannot slip past the migration test.
+V2_STATEMENTS = (
+    *V1_STATEMENTS,
+    """CREATE TABLE probe_runs (
+        run_id TEXT NOT NULL,
+        probe TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        checkpoint_sha256 TEXT NOT NULL,
+        updated REAL,
+        PRIMARY KEY (run_id, probe)
+    )""",
+    "CREATE TABLE probe_metrics (run_id TEXT NOT NULL, probe TEXT NOT NULL, step INTEGER NOT NULL, "
+    "metric TEXT NOT NULL, value REAL)",
+    "CREATE UNIQUE INDEX probe_metrics_run_probe_metric_step ON probe_metrics (run_id, probe, metric, step)",
+    "CREATE INDEX probe_metrics_run_metric_step ON probe_metrics (run_id, metric, step)",
+)
+
+
+def build_v2_store(root: Path) -> tuple[RunConfig, RunConfig]:
+    """A version-2 store written by hand: a finished run with a checkpoint and a probe row, and a pending run."""
+    import json
+    import sqlite3
+
+    (root / "checkpoints").mkdir(parents=True)
+    done, pending = make_config(0), make_config(1)
+    blob = serialise_checkpoint(make_checkpoint(), run_id(done))
+    (root / "checkpoints" / f"{run_id(done)}.pt").write_bytes(blob)
+    sha = hashlib.sha256(blob).hexdigest()
+    conn = sqlite3.connect(root / "index.sqlite", isolation_level=None)
+    for statement in V2_STATEMENTS:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO runs VALUES (?, ?, 'complete', ?, 1.5, 'cpu', ?, 0.0)",
+                 (run_id(done), canonical_json(done), json.dumps({"t_grok": 10}), sha))
+    conn.execute("INSERT INTO runs (run_id, config_json, status, updated) VALUES (?, ?, 'pending', 0.0)",
+                 (run_id(pending), canonical_json(pending)))
+    conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", [(run_id(done), s, m, v) for s, m, v in make_rows()])
+    conn.execute("INSERT INTO probe_runs VALUES (?, 'p', 1, ?, 0.0)", (run_id(done), sha))
+    conn.execute("INSERT INTO probe_metrics VALUES (?, 'p', 10, 'p_metric', 0.5)", (run_id(done),))
+    conn.close()
+    return done, pending
+
+
+def test_v2_store_migrates_to_v3_keeping_every_row(tmp_path):
+    import sqlite3
+
+    root = tmp_path / "v2"
+    done, pending = build_v2_store(root)
+    with RunStore(root, readonly=True) as reader:  # read as it is: attempts were not counted, so 0
+        assert reader.schema_version == reader.opened_version == 2
+        before_metrics, before_runs = reader.metrics_table([run_id(done)]), reader.runs_table()
+        before_probes = reader.probe_state()
+        assert reader.attempts() == {run_id(done): 0, run_id(pending): 0}
+    assert sqlite3.connect(root / "index.sqlite").execute("PRAGMA user_version").fetchone()[0] == 2  # untouched
+
+    with RunStore(root) as store:  # a writer migrates, keeping every row
+        assert store.opened_version == 2 and store.schema_version == 3
+        pd.testing.assert_frame_equal(store.metrics_table([run_id(done)]), before_metrics)
+        pd.testing.assert_frame_equal(store.runs_table(), before_runs)
+        assert store.probe_state() == before_probes and "p_metric" in set(before_metrics.metric)
+        store.checkpoint(run_id(done))  # still verifies
+        assert store.attempts() == {run_id(done): 0, run_id(pending): 0}
+        store.write_result(pending, make_rows(), checkpoint=make_checkpoint())
+        assert store.attempts() == {run_id(done): 0, run_id(pending): 1}
+    with RunStore(root, readonly=True) as reader:  # the migration is on disk
+        assert reader.schema_version == 3 and reader.attempts([run_id(pending)]) == {run_id(pending): 1}
+        with pytest.raises(StoreError, match="0000000000000000"):
+            reader.attempts(["0" * 16])
+
+
+def test_attempts_count_written_results_in_the_result_transaction(tmp_path, monkeypatch):
+    """Every written result adds one attempt, in write_result's own transaction: a failed write adds none."""
+    a, b = make_config(0), make_config(1)
+    with RunStore(tmp_path) as store:
+        store.register([a, b])
+        assert store.attempts() == {run_id(a): 0, run_id(b): 0}
+        store.write_result(a, make_rows(), status="failed")
+        store.write_result(a, make_rows(2.0), checkpoint=make_checkpoint())  # the retry
+
+        def crash():
+            raise RuntimeError("simulated crash")
+
+        monkeypatch.setattr(sqlite_store, "_now", crash)
+        for cfg in (a, b):
+            with pytest.raises(RuntimeError, match="simulated crash"):
+                store.write_result(cfg, make_rows(3.0))
+        monkeypatch.undo()
+        store.register([a, b])  # registering again resets nothing
+        assert store.attempts() == {run_id(a): 2, run_id(b): 0}
+        with pytest.raises(ValueError, match="duplicate"):  # refused rows count nothing either
+            store.write_result(b, make_rows() + [(0, "train_loss", 9.0)])
+        assert store.attempts([run_id(b)]) == {run_id(b): 0}
+
+
+# ---------------------------------------------------------------- faults: what the user is told
+
+
+def test_empty_checkpoint_is_called_empty_and_every_damage_says_what_to_do(tmp_path):
+    cfg = make_config()
+    with RunStore(tmp_path) as store:
+        store.write_result(cfg, make_rows(), checkpoint=make_checkpoint())
+        path = store.checkpoint_path(run_id(cfg))
+        for damage, words in ((lambda: path.write_bytes(b""), "is empty"), (path.unlink, "is missing")):
+            damage()
+            with pytest.raises(CorruptCheckpointError) as info:
+                store.checkpoint(run_id(cfg))
+            message = str(info.value)
+            assert str(path) in message and words in message
+            # the advice says how to get the parameters back: the study rerun that retrains this run
+            assert f"--retrain {run_id(cfg)}" in message
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
+    """SIGKILL between the temp file and the rename leaves the temp file; the next write of that path removes it."""
+    from grokking_theories.store.checkpoints import atomic_write
+
+    target = tmp_path / "run.pt"
+    dead = tmp_path / ".run.pt.abc123.tmp"  # what mkstemp named the killed writer's file
+    other = tmp_path / ".other.pt.abc123.tmp"  # another path's: not this write's business
+    dead.write_bytes(b"half")
+    other.write_bytes(b"half")
+    atomic_write(target, b"whole")
+    assert target.read_bytes() == b"whole" and not dead.exists() and other.exists()
+
+
+def test_a_write_error_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+
+    from grokking_theories.store.checkpoints import atomic_write
+
+    target = tmp_path / "run.pt"
+    atomic_write(target, b"old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StoreError, match="disk is full") as info:
+        atomic_write(target, b"new")
+    assert str(target) in str(info.value)
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]
+
+
+def test_a_failed_rewrite_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    """Rewriting a run whose index transaction fails leaves its old parameters readable (two-phase replace)."""
+    cfg = make_config()
+    old = make_checkpoint()
+    new = {"steps": old["steps"], "params": {n: t + 1.0 for n, t in old["params"].items()}}
+    with RunStore(tmp_path) as store:
+        store.write_result(cfg, make_rows(), checkpoint=old)
+
+        def crash():
+            raise RuntimeError("injected")
+        monkeypatch.setattr(sqlite_store, "_now", crash)
+        with pytest.raises(RuntimeError, match="injected"):
+            store.write_result(cfg, make_rows(), checkpoint=new)
+        monkeypatch.undo()
+        back = store.checkpoint(run_id(cfg))
+        assert torch.equal(back.params["w"], old["params"]["w"].half().float())
+        assert not list((tmp_path / "checkpoints").glob("*.pending"))  # the staged file was dropped
+
+
+def test_a_writer_killed_between_commit_and_rename_loses_nothing(tmp_path):
+    """The index committed the new sha256 but the staged file was never renamed: readers read the staged file,
+    and the next writer to open the store publishes it; a staged file without a commit is dropped."""
+    cfg, other = make_config(), make_config(seed=1)
+    old = make_checkpoint()
+    new = {"steps": old["steps"], "params": {n: t + 1.0 for n, t in old["params"].items()}}
+    with RunStore(tmp_path) as store:
+        store.write_result(cfg, make_rows(), checkpoint=old)
+        store.write_result(other, make_rows(), checkpoint=old)
+        # what write_result does up to its commit, then "dies" before publish
+        sha = store._files.stage(run_id(cfg), serialise_checkpoint(new, run_id(cfg)))
+        store._index.write_result(run_id(cfg), canonical_json(cfg), status="complete",
+                                  **dict(zip(("steps", "names", "values"), metric_columns(make_rows(), "r"))),
+                                  summary_json=None, wall_time=None, device=None, checkpoint_sha256=sha)
+        # and a staged file of a write whose commit never happened
+        store._files.stage(run_id(other), serialise_checkpoint(new, run_id(other)))
+    with RunStore(tmp_path, readonly=True) as reader:  # a reader finds the committed parameters already
+        assert torch.equal(reader.checkpoint(run_id(cfg)).params["w"], new["params"]["w"].half().float())
+    with RunStore(tmp_path) as store:  # a writer finishes the rename and drops the uncommitted file
+        assert not list((tmp_path / "checkpoints").glob("*.pending"))
+        assert torch.equal(store.checkpoint(run_id(cfg)).params["w"], new["params"]["w"].half().float())
+        assert torch.equal(store.checkpoint(run_id(other)).params["w"], old["params"]["w"].half().float())
+
+
+def test_an_interrupt_after_the_commit_keeps_the_committed_checkpoint(tmp_path, monkeypatch):
+    """Ctrl-C that lands after COMMIT, before write_result returns: the staged file is the run's checkpoint now,
+    so it is published, not dropped."""
+    from grokking_theories.store import index
+
+    cfg = make_config()
+    old = make_checkpoint()
+    new = {"steps": old["steps"], "params": {n: t + 1.0 for n, t in old["params"].items()}}
+    real = index.RunIndex.write_result
+
+    def commit_then_interrupt(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        raise KeyboardInterrupt
+    with RunStore(tmp_path) as store:
+        store.write_result(cfg, make_rows(), checkpoint=old)
+        monkeypatch.setattr(index.RunIndex, "write_result", commit_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            store.write_result(cfg, make_rows(), checkpoint=new)
+        monkeypatch.undo()
+        assert torch.equal(store.checkpoint(run_id(cfg)).params["w"], new["params"]["w"].half().float())
+        assert not list((tmp_path / "checkpoints").glob("*.pending"))

@@ -161,6 +161,43 @@ def test_cli_trains_then_reuses_everything(tmp_path, capsys, tiny_families):
     assert (out / "report.html").read_text() == report
 
 
+def test_cost_is_estimated_before_training_and_dry_run_trains_nothing(tmp_path, capsys, tiny_families):
+    """The study says how long it will take (measured step rates) before it starts; --dry-run stops there."""
+    path = write_study(tmp_path)
+    out = tmp_path / "out"
+    assert main([str(path), "--out", str(out), "--workers", "1", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "8 to train on cpu" in printed and "estimated training time on cpu with 1 worker(s): at most" in printed
+    assert not (out / "store").exists()  # nothing opened for writing, nothing trained
+    assert main([str(path), "--out", str(out), "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("estimated training time") < printed.index("report: ")
+    assert main([str(path), "--out", str(out), "--workers", "1", "--dry-run"]) == 0
+    assert "8 already in" in capsys.readouterr().out
+
+
+def test_retrain_takes_only_runs_of_the_study(tmp_path, capsys, tiny_families):
+    path = write_study(tmp_path)
+    out = tmp_path / "out"
+    assert main([str(path), "--out", str(out), "--workers", "1"]) == 0
+    from grokking_theories.store import RunStore
+    with RunStore(out / "store", readonly=True) as store:
+        victim = sorted(store.finished_ids())[0]
+    capsys.readouterr()
+    assert main([str(path), "--out", str(out), "--workers", "1", "--retrain", victim[:-1] + "x"]) == 2
+    assert "is not a run of study tiny" in capsys.readouterr().err
+    assert main([str(path), "--out", str(out), "--workers", "1", "--retrain", victim]) == 0
+    record = json.loads((out / "study.json").read_text())
+    assert record["trained"] == 1 and record["reused"] == 7
+    with RunStore(out / "store", readonly=True) as store:
+        assert store.status(victim) == "complete" and store.attempts([victim]) == {victim: 2}  # trained twice
+
+
+def test_tf32_on_a_cpu_is_refused(tmp_path, capsys):
+    assert main([str(write_study(tmp_path)), "--out", str(tmp_path / "o"), "--device", "cpu", "--tf32"]) == 2
+    assert "--tf32 is a CUDA setting" in capsys.readouterr().err
+
+
 def test_report_subcommand_needs_a_study_folder(tmp_path, capsys):
     assert main(["report", "--out", str(tmp_path)]) == 2
     assert "study.json not found" in capsys.readouterr().err

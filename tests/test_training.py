@@ -279,15 +279,92 @@ def test_quick_mlp_groks(tiny_cfg):
 
 
 def test_offline_probes_on_stored_checkpoints_equal_the_online_metrics(tiny_cfg, tmp_path):
-    from grokking_theories.probes import stored_checkpoint_metrics
+    """Offline evaluation of the trainer's float32 checkpoints reproduces the online metrics; from the store's
+    compact (float16) checkpoints, the losses and norms agree to float16's precision."""
+    from grokking_theories.probes import checkpoint_metrics, stored_checkpoint_metrics
     from grokking_theories.store import RunStore
     cfg = tiny_cfg(max_steps=40, log_points=0, log_every=5, checkpoints=8)  # checkpoints every 5 steps too
     r = train_run(cfg)
     with RunStore(tmp_path / "store") as store:
         store.write_result(cfg, r.metrics, checkpoint=r.checkpoint, summary=r.summary)
-        offline = stored_checkpoint_metrics(store, cfg.run_id)
+        stored = stored_checkpoint_metrics(store, cfg.run_id)
     online = {(s, m): v for s, m, v in r.metrics}
+    offline = checkpoint_metrics(cfg, r.checkpoint)
     shared = [(s, m, v) for s, m, v in offline.itertuples(index=False) if (s, m) in online]
     assert len({s for s, _, _ in shared}) >= 5 and {m for _, m, _ in shared} == {m for _, m in online}
     for s, m, v in shared:
         np.testing.assert_allclose(v, online[(s, m)], rtol=1e-5, atol=1e-6, err_msg=f"{m} at step {s}")
+    for s, m, v in stored.itertuples(index=False):
+        if (s, m) in online and ("loss" in m or m == "weight_norm"):
+            np.testing.assert_allclose(v, online[(s, m)], rtol=2e-3, err_msg=f"{m} at step {s} (float16 checkpoint)")
+
+
+def test_sync_free_update_freezes_exactly_and_matches_the_masked_one():
+    """The GPU path's arithmetic masking (no host sync) gives the saved-and-restored path's update: frozen
+    members bit-for-bit unchanged (even with a NaN gradient), live members equal to float precision."""
+    from grokking_theories.training.adamw import EnsembleAdamW
+    from grokking_theories.training.flat import FlatParams
+
+    torch.manual_seed(0)
+    init = {"w": torch.randn(3, 5, 4), "b": torch.randn(3, 4)}
+    flats = [FlatParams({n: t.clone() for n, t in init.items()}) for _ in range(2)]
+    opts = [EnsembleAdamW(f, lr=[1e-2, 3e-3, 1e-2], weight_decay=[1.0, 0.1, 0.0], decay_target=target,
+                          init=init, sync_free=free)
+            for f, free, target in zip(flats, (False, True), ("init", "init"))]
+    active = torch.tensor([True, False, True])
+    for step in range(6):
+        grad = torch.randn_like(flats[0].data)
+        if step % 2:
+            grad[1] = float("nan")  # a frozen member's gradient may be anything
+        frozen_before = flats[1].data[1].clone(), opts[1].m[1].clone(), opts[1].v[1].clone()
+        for f, opt in zip(flats, opts):
+            opt.step(grad.clone(), active if step % 2 else torch.ones(3, dtype=torch.bool))
+        if step % 2:
+            assert torch.equal(flats[1].data[1], frozen_before[0])
+            assert torch.equal(opts[1].m[1], frozen_before[1]) and torch.equal(opts[1].v[1], frozen_before[2])
+    torch.testing.assert_close(flats[1].data, flats[0].data, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(opts[1].v, opts[0].v, rtol=1e-6, atol=1e-9)
+
+
+def test_sync_free_training_equals_the_cpu_path_and_reads_the_device_only_at_sync_points(tiny_cfg, monkeypatch):
+    """Forced on the CPU, the GPU loop gives the same results (a diverging member included), and it reads tensor
+    values on the host only at the steps where it logs, checkpoints or stops, not once per step."""
+    from grokking_theories.training import trainer
+
+    cfgs = [tiny_cfg(seed=0, max_steps=300, log_points=0, log_every=100, checkpoints=3),
+            tiny_cfg(seed=1, lr=30.0, max_steps=300, log_points=0, log_every=100, checkpoints=3)]
+    want = trainer._train(cfgs, "cpu", None, sync_free=False)
+    reads = []
+    for name in ("__bool__", "item", "tolist", "nonzero", "__float__", "__int__", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, **k):
+            reads.append(1)
+            return _original(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    got = trainer._train(cfgs, "cpu", None, sync_free=True)
+    n_300 = len(reads)
+    longer = [dataclasses.replace(c, budget=dataclasses.replace(c.budget, max_steps=600)) for c in cfgs]
+    trainer._train(longer, "cpu", None, sync_free=True)
+    monkeypatch.undo()
+    # 300 more steps bring 3 more sync points (logging every 100 steps), not 300 more reads
+    assert len(reads) - 2 * n_300 < 100, f"{len(reads) - 2 * n_300} more host reads in 300 more steps"
+    for a, b in zip(want, got):
+        assert (a.status, a.summary["diverged_at"], a.summary["steps_run"]) == (b.status, b.summary["diverged_at"],
+                                                                                b.summary["steps_run"])
+        assert [(s, m) for s, m, _ in a.metrics] == [(s, m) for s, m, _ in b.metrics]
+        np.testing.assert_allclose([v for *_, v in a.metrics], [v for *_, v in b.metrics], rtol=1e-5, atol=1e-7)
+    # known answer: the loop that looked at every step's loss (before the sync-free loop) found this member's
+    # loss non-finite at step 16, between two sync points (logging every 100 steps); both paths still say 16
+    assert want[1].status == "diverged" and want[1].summary["diverged_at"] == 16 == got[1].summary["diverged_at"]
+
+
+def test_tf32_is_a_cuda_mode_recorded_in_the_device():
+    from grokking_theories.training import parse_device
+
+    assert parse_device("cuda+tf32") == ("cuda", True) and parse_device("cuda:1") == ("cuda:1", False)
+    assert parse_device("cpu") == ("cpu", False)
+    with pytest.raises(ValueError, match="CUDA mode"):
+        parse_device("cpu+tf32")
+    with pytest.raises(ValueError, match="only mode"):
+        parse_device("cuda+fast")

@@ -1,5 +1,5 @@
-"""Executors: how groups of runs get trained. Local process pool by default; others plug in."""
-from .base import Executor, plan_ensembles
+"""Executors: how groups of runs get trained. A local process pool by default, or a Dask cluster."""
+from .base import EXECUTORS, Executor, make_executor, plan_ensembles, train_group
 from .local import LocalExecutor
 
-__all__ = ["Executor", "LocalExecutor", "plan_ensembles"]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "make_executor", "plan_ensembles", "train_group"]

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Optional, Sequence
 
-from .base import Executor
+from .base import Executor, train_group
 
 
 def _init_worker() -> None:
@@ -43,14 +43,6 @@ class StepReporter:
             self.pending, self.last = 0, time.monotonic()
 
 
-def _train_group(group, device, reporter=None):
-    from ..training import train_ensemble
-    results = train_ensemble(group, device, on_step=reporter)
-    if reporter is not None:
-        reporter.flush()
-    return results
-
-
 class _CallbackSink:
     """In-process stand-in for the queue: hands progress straight to the driver's callback."""
 
@@ -68,7 +60,7 @@ class LocalExecutor(Executor):
             raise ConfigError(f"--workers must be >= 1, got {workers}")
         self.workers = workers
         self.max_restarts = max_restarts
-        self.fn = fn or _train_group  # module-level, so spawned workers can import it
+        self.fn = fn or train_group  # module-level, so spawned workers can import it
 
     def run(self, groups: Sequence, device: str,
             on_progress: Optional[Callable[[int, int], None]] = None) -> Iterator[list]:

@@ -13,8 +13,14 @@ Transactions are explicit (``isolation_level=None``; ``BEGIN IMMEDIATE`` ...
 inside leaves the index as it was. Reads that run several SELECTs do so in
 one read transaction, so they see one committed state even while a writer
 commits. SQLite errors become :class:`~grokking_theories.errors.StoreError`
-naming the index file; integrity errors (a duplicate row) become ValueError
-naming the rows.
+naming the index file, and saying what to do when the cause is one a user can
+act on (a full disk, a damaged file); integrity errors (a duplicate row)
+become ValueError naming the rows.
+
+Every result written counts one attempt of its run (``runs.attempts``, schema
+version 3), in the same transaction: a killed study that is rerun must never
+train a finished run again, and the count is how the fault suite
+(:mod:`grokking_theories.testing.faults`) proves it did not.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ import pandas as pd
 from ..config import RunConfig, from_dict
 from ..errors import StoreError
 from .rows import config_frame
-from .schema import PROBE_TABLES_VERSION, check_readable, create_or_migrate
+from .schema import ATTEMPTS_VERSION, PROBE_TABLES_VERSION, check_readable, create_or_migrate
 
 __all__ = ["FINISHED_STATUSES", "INDEX_NAME", "RESULT_STATUSES", "ProbeSelection", "RunIndex"]
 
@@ -47,16 +53,19 @@ RESULT_STATUSES = ("complete", "diverged", "failed")
 #: ``probes=`` of :meth:`RunStore.metrics_table`: all, none, these names, or these names at these versions.
 ProbeSelection = Union[bool, str, Iterable[str], Mapping[str, int]]
 
+# attempts: a run's first result is attempt 1, each later one (a retry of a failed run, a retrain) adds one.
 _UPSERT_RUN = """
-INSERT INTO runs (run_id, config_json, status, summary_json, wall_time, device, checkpoint_sha256, updated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO runs (run_id, config_json, status, summary_json, wall_time, device, checkpoint_sha256, updated,
+                  attempts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)
 ON CONFLICT (run_id) DO UPDATE SET
     status = excluded.status,
     summary_json = excluded.summary_json,
     wall_time = excluded.wall_time,
     device = excluded.device,
     checkpoint_sha256 = excluded.checkpoint_sha256,
-    updated = excluded.updated
+    updated = excluded.updated,
+    attempts = runs.attempts + 1
 """
 
 _UPSERT_PROBE_RUN = """
@@ -143,13 +152,28 @@ class RunIndex:
 
     @contextlib.contextmanager
     def _db(self, doing: str) -> Iterator[None]:
-        """Turn SQLite failures into StoreError naming the index file."""
+        """Turn SQLite failures into StoreError naming the index file (and what to do, where we know)."""
         try:
             yield
         except sqlite3.IntegrityError:
             raise  # a constraint on caller data: the caller words the message
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"run store index {self.path} failed while {doing}: {exc}") from exc
+            raise StoreError(f"run store index {self.path} failed while {doing}: {exc}{self._advice(exc)}") from exc
+
+    def _advice(self, exc: sqlite3.DatabaseError) -> str:
+        """What the user can do about ``exc``, as a sentence to append ('' when we know nothing useful)."""
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        text = str(exc)
+        if name == "SQLITE_FULL" or "database or disk is full" in text:
+            # SQLite rolls the statement's transaction back (so do we): the index holds the last commit.
+            return ("; the disk is full (or the index reached its size limit), so nothing of this write was kept "
+                    "and the index holds its last commit. Free space, then rerun the study: it resumes where "
+                    "it stopped")
+        if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "not a database" in text or "malformed" in text:
+            return (f"; the index file is damaged. Move the store aside (mv {self.root} {self.root}.damaged) "
+                    "and rerun the study to train its runs again into a fresh store, or restore "
+                    f"{self.path.name} from a backup")
+        return ""
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -244,7 +268,8 @@ class RunIndex:
     def write_result(self, run_id: str, config_json: str, *, status: str, steps: np.ndarray, names: list[str],
                      values: np.ndarray, summary_json: Optional[str], wall_time: Optional[float],
                      device: Optional[str], checkpoint_sha256: Optional[str]) -> None:
-        """Replace the run's metric rows and outcome, and drop its probe rows, in one transaction.
+        """Replace the run's metric rows and outcome, drop its probe rows and count one more attempt, in one
+        transaction.
 
         ``steps, names, values`` are the columns of :func:`~grokking_theories.store.rows.metric_columns`.
         ValueError (nothing written) if a ``(step, metric)`` repeats.
@@ -263,6 +288,28 @@ class RunIndex:
             example = _duplicates(steps, names)
             raise ValueError(f"run {run_id}: duplicate metric rows {example or ''} ({exc}); "
                              "nothing was written") from exc
+
+    def attempts(self, run_ids=None) -> dict[str, int]:
+        """How many results were written for each run: ``{run_id: count}`` (default: every run).
+
+        A registered run never written has 0; so has every run of an index written before schema version 3
+        (nothing counted then; a read-only store of such an index reads 0 everywhere). StoreError names
+        requested ids the store does not have.
+        """
+        if isinstance(run_ids, str):
+            run_ids = [run_ids]
+        with self._snapshot("reading attempt counts") as conn:
+            counted = conn.execute("PRAGMA user_version").fetchone()[0] >= ATTEMPTS_VERSION
+            column = "attempts" if counted else "0"
+            if run_ids is None:
+                rows = conn.execute(f"SELECT run_id, {column} FROM runs ORDER BY run_id").fetchall()
+            else:
+                wanted = sorted({str(r) for r in run_ids})
+                rows = conn.execute(f"SELECT run_id, {column} FROM runs WHERE run_id IN "
+                                    "(SELECT value FROM json_each(?)) ORDER BY run_id", (json.dumps(wanted),)
+                                    ).fetchall()
+                self._require_known(wanted, {r[0] for r in rows})
+        return {r[0]: int(r[1]) for r in rows}
 
     def checkpoint_sha(self, run_id: str) -> Optional[str]:
         """Recorded checkpoint sha256 of one run (None: it kept no checkpoint; StoreError if unknown)."""

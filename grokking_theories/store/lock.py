@@ -8,6 +8,11 @@ would let two drivers lock two different inodes.
 A writing :class:`~grokking_theories.store.RunStore` holds one
 :class:`WriterLock` from opening to :meth:`~grokking_theories.store.RunStore.close`;
 read-only stores take none (SQLite WAL readers need no lock of ours).
+
+A killed driver needs no cleanup: the kernel drops a ``flock`` with the last
+descriptor of its holder, so the next driver gets the lock at once; the dead
+driver's pid left in the file is overwritten by the next holder's. The pid is
+only for messages: failing to write it (a full disk) does not fail the lock.
 """
 from __future__ import annotations
 
@@ -54,7 +59,10 @@ def acquire_lock(lock_path: Path, root: Path) -> int:
         The lock file cannot be locked for another reason.
     """
     # O_RDWR without O_TRUNC: a refused opener must not wipe the holder's pid.
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:  # a read-only or full file system, or no permission: say which file
+        raise StoreError(f"cannot open the lock file {lock_path} of run store {root}: {exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -70,8 +78,10 @@ def acquire_lock(lock_path: Path, root: Path) -> int:
             f"run store {root} is in use by another driver ({who}); "
             f"wait for it to finish or use another --out"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    # The pid is for the refusal message of the next opener only: on a full disk the lock holds without it.
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     return fd
 
 

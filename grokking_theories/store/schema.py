@@ -7,11 +7,18 @@ Versions (``PRAGMA user_version``):
 2. adds ``probe_runs`` (which version of which probe was computed on which
    checkpoint of a run) and ``probe_metrics`` (the rows probes computed from
    stored checkpoints, in the same tidy form as ``metrics``).
+3. adds ``runs.attempts``: how many results of the run were written, counted in
+   the same transaction that writes one (0 for a run registered but never
+   written, and for results written before version 3, which were not
+   counted). A study that is killed and rerun never retrains a finished run,
+   so a finished run's count stays where it was; the fault suite
+   (:mod:`grokking_theories.testing.faults`) checks exactly that.
 
 A writer opening an index of an older version migrates it in one
 transaction (a failure leaves it exactly as it was); a read-only store reads
 every version in :data:`READABLE_VERSIONS` (a version-1 index simply has no
-probe rows). A newer version than this code knows is refused either way.
+probe rows, an index older than version 3 no attempt counts). A newer version
+than this code knows is refused either way, with a message that says so.
 """
 from __future__ import annotations
 
@@ -20,11 +27,13 @@ from pathlib import Path
 
 from ..errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Versions a read-only store can read without migrating.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 #: First version with the probe tables.
 PROBE_TABLES_VERSION = 2
+#: First version with ``runs.attempts``.
+ATTEMPTS_VERSION = 3
 
 #: Version 1, exactly as it shipped (kept verbatim: every later version is built from it plus the migrations;
 #: the migration tests keep their own copy, so a change here cannot slip past them).
@@ -66,6 +75,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # the (run, metric, step) reads of metrics_table, and the clash checks of write_probe
         "CREATE INDEX probe_metrics_run_metric_step ON probe_metrics (run_id, metric, step)",
     ),
+    2: (
+        # Results written so far per run (RunIndex.write_result adds one in its own transaction). Existing
+        # rows get 0: their results were written before anything counted them.
+        "ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+    ),
 }
 
 
@@ -78,15 +92,27 @@ def schema_statements() -> tuple[str, ...]:
 
 
 def check_readable(version: int, index_path: Path, *, readonly: bool) -> None:
-    """Raise StoreError unless an index of ``version`` can be used (read-only: read as it is)."""
+    """Raise StoreError unless an index of ``version`` can be used (read-only: read as it is).
+
+    Each refusal names the file and says what to do: the user meets these messages when a store was
+    written by another version of the package or by another program, and a bare "version 4" helps no one.
+    """
     if version == SCHEMA_VERSION or (readonly and version in READABLE_VERSIONS):
         return
     if version == 0:
-        raise StoreError(f"{index_path} is not an initialised run store index")
-    if version > SCHEMA_VERSION:
         raise StoreError(
-            f"run store index {index_path} has schema version {version}, newer than the version "
-            f"{SCHEMA_VERSION} this code knows; use a newer grokking_theories"
+            f"{index_path} is not an initialised run store index (schema version 0): a study killed before "
+            f"its first commit leaves such a file (rerun the study, which creates the index), or it is another "
+            f"program's SQLite file (use another --store)"
+        )
+    if version > SCHEMA_VERSION:
+        from .. import __version__
+
+        raise StoreError(
+            f"run store index {index_path} has schema version {version}, newer than version {SCHEMA_VERSION}, "
+            f"the newest this grokking_theories ({__version__}) knows: a newer grokking_theories wrote it. "
+            f"Use a newer grokking_theories (pip install -U grokking_theories) to read or extend this store; "
+            f"this one leaves it untouched"
         )
     raise StoreError(
         f"run store index {index_path} has schema version {version}; "
@@ -114,7 +140,8 @@ def create_or_migrate(conn: sqlite3.Connection, index_path: Path) -> int:
         if version == 0:
             tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
             if tables:
-                raise StoreError(f"{index_path} is an SQLite file but not a run store index")
+                raise StoreError(f"{index_path} is an SQLite file but not a run store index (it has tables of "
+                                 f"another program); use another --store, or move the file aside")
             for statement in schema_statements():
                 conn.execute(statement)
         elif version < SCHEMA_VERSION:

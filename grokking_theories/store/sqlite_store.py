@@ -15,17 +15,19 @@ A run *is* its canonical config (:func:`grokking_theories.config.run_id`), so
 studies that ask for the same run share its row, and a driver that is
 restarted skips every run in :meth:`RunStore.finished_ids`.
 
-Durability contract of :meth:`RunStore.write_result`: the checkpoint file is
-written atomically *before* the index transaction, and the metric rows and
-the run's final status are committed in one SQLite transaction. A crash at
-any point therefore leaves either the old state or the new state of the run,
-never a ``complete`` run without its metric rows. A crash between the
-checkpoint rename and the commit leaves a checkpoint whose sha256 does not
-match the recorded one; :meth:`RunStore.checkpoint` reports that as a
-:class:`~grokking_theories.errors.CorruptCheckpointError` instead of silently
-returning parameters that belong to another attempt.
+Durability contract of :meth:`RunStore.write_result`: the new checkpoint file
+is staged atomically next to the old one *before* the index transaction; the
+metric rows, the run's final status and the new checkpoint's sha256 are
+committed in one SQLite transaction; then the staged file replaces the old one
+(:class:`~grokking_theories.store.checkpoints.CheckpointFiles`). A crash or an
+error at any point therefore leaves either the old state or the new state of
+the run, its parameters included, never a ``complete`` run without its metric
+rows: a failed commit drops the staged file, and a staged file whose commit
+happened is read in place of the old one and published by the next writer to
+open the store. A checkpoint file damaged by other means is reported as a
+:class:`~grokking_theories.errors.CorruptCheckpointError`, never returned.
 
-Probe rows (schema version 2): offline measures computed from a run's stored
+Probe rows (schema version 2 on): offline measures computed from a run's stored
 checkpoint (:mod:`grokking_theories.probes.stage`) are kept in their own
 tables, each (run, probe) with the probe version and the checkpoint sha256 it
 was computed from (:meth:`RunStore.write_probe`, :meth:`RunStore.probe_state`),
@@ -44,7 +46,7 @@ import pandas as pd
 
 from ..config import RunConfig, canonical_json
 from ..config import run_id as config_run_id
-from ..errors import StoreError
+from ..errors import CorruptCheckpointError, StoreError
 from .checkpoints import Checkpoint, CheckpointFiles, serialise_checkpoint
 from .index import FINISHED_STATUSES, INDEX_NAME, RESULT_STATUSES, ProbeSelection, RunIndex
 from .lock import LOCK_NAME, WriterLock
@@ -83,12 +85,15 @@ class RunStore:
     Notes
     -----
     Schema versions (:mod:`grokking_theories.store.schema`): a writer that
-    opens a version-1 index (no probe tables) migrates it to version 2 in one
-    transaction, keeping every run and metric row. A read-only store reads a
-    version-1 index as it is, without migrating (it cannot write): its probe
-    tables count as empty, so :meth:`probe_state` is ``{}`` and
-    :meth:`metrics_table` has only logged rows; :attr:`schema_version` says
-    which version was found.
+    opens an older index (version 1: no probe tables; version 2: no attempt
+    counts) migrates it to the current version in one transaction, keeping
+    every run and metric row. A read-only store reads an older index as it
+    is, without migrating (it cannot write): missing probe tables count as
+    empty, so :meth:`probe_state` is ``{}`` and :meth:`metrics_table` has only
+    logged rows, and missing attempt counts read 0; :attr:`schema_version`
+    says which version was found. A writer that opens the store also finishes
+    a checkpoint replacement a dead writer left half done (see the module's
+    docstring).
 
     One writer at a time is enforced with ``fcntl.flock``, which belongs to
     the open file description: a second writer in the same process is refused
@@ -117,6 +122,8 @@ class RunStore:
             # _now is looked up at each call, not bound here, so a test that patches this module's _now
             # makes the index fail in the middle of its transaction.
             self._index = RunIndex(self.root, readonly=self.readonly, clock=lambda: _now())
+            if not self.readonly:
+                self._files.recover(self._index.checkpoint_shas)
         except BaseException:
             self._release_lock()
             raise
@@ -172,6 +179,20 @@ class RunStore:
             runs are retried by the next driver.
         """
         return self._index.finished_ids()
+
+    def attempts(self, run_ids=None) -> dict[str, int]:
+        """How many results were written for each run, ``{run_id: count}`` (default: every run).
+
+        A finished run is never trained again, so its count stays 1 however often a study is
+        interrupted and rerun (the fault-injection suite checks exactly that). A registered run never
+        written has 0, as has every run of an index written before schema version 3.
+
+        Raises
+        ------
+        StoreError
+            A requested run id is not in the store.
+        """
+        return self._index.attempts(run_ids)
 
     def status(self, run_id: str) -> Optional[str]:
         """Status of one run: 'pending', 'complete', 'diverged', 'failed', or None if unknown."""
@@ -249,13 +270,16 @@ class RunStore:
 
         Notes
         -----
-        The checkpoint is written first, atomically (temp file in the same
-        directory, fsync, ``os.replace``). Then one SQLite transaction deletes
-        the run's old metric rows and every probe row computed on its old
-        checkpoint (``probe_metrics`` and ``probe_runs``), inserts the new
-        metric rows and sets status, summary, wall time, device and checkpoint
-        sha256, so a crash never leaves a ``'complete'`` run without its rows,
-        nor probe rows of another attempt.
+        The new checkpoint is first staged next to the old one, atomically
+        (temp file in the same directory, fsync, ``os.replace`` to
+        ``<run_id>.pt.pending``). Then one SQLite transaction deletes the run's
+        old metric rows and every probe row computed on its old checkpoint
+        (``probe_metrics`` and ``probe_runs``), inserts the new metric rows,
+        sets status, summary, wall time, device and checkpoint sha256 and
+        counts one more attempt; then the staged file replaces the old one. A
+        crash never leaves a ``'complete'`` run without its rows, nor probe
+        rows of another attempt, nor a run without the parameters its index
+        records (see the module's docstring).
         """
         self._index.require_writer("write_result")
         _check_config(config)
@@ -272,13 +296,35 @@ class RunStore:
         # Before the file: a colliding id must not overwrite another run's checkpoint.
         self._index.refuse_other_config(rid, cfg_json)
 
-        sha = None if blob is None else self._files.write(rid, blob)
-        self._index.write_result(rid, cfg_json, status=status, steps=steps, names=names, values=values,
-                                 summary_json=summary_json, wall_time=wall_time, device=device,
-                                 checkpoint_sha256=sha)
+        # Two phases (CheckpointFiles): the new file is staged next to the old one, the index commits its
+        # sha256, then the staged file replaces the old one. A failed commit leaves the old file.
+        sha = None if blob is None else self._files.stage(rid, blob)
+        try:
+            self._index.write_result(rid, cfg_json, status=status, steps=steps, names=names, values=values,
+                                     summary_json=summary_json, wall_time=wall_time, device=device,
+                                     checkpoint_sha256=sha)
+        except BaseException:
+            if blob is not None:
+                self._settle_staged(rid, sha)
+            raise
         if blob is None:
             # The new attempt has no checkpoint; an old file would no longer match any record.
             self._files.remove(rid)
+        else:
+            self._files.publish(rid)
+
+    def _settle_staged(self, rid: str, sha: str) -> None:
+        """After a failed index write: publish the staged file if its commit happened after all (an interrupt
+        that came after COMMIT), else drop it. If the index cannot say, leave it: a staged file is read only
+        when its sha256 is the recorded one, and the next writer to open the store settles it."""
+        try:
+            recorded = self._index.checkpoint_sha(rid)
+        except StoreError:
+            return
+        if recorded == sha:
+            self._files.publish(rid)
+        else:
+            self._files.discard(rid)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -324,7 +370,15 @@ class RunStore:
         expected = self._index.checkpoint_sha(run_id)
         if expected is None:
             raise StoreError(f"run {run_id} in run store {self.root} has no recorded checkpoint")
-        return self._files.read_verified(run_id, expected)
+        try:
+            return self._files.read_verified(run_id, expected)
+        except CorruptCheckpointError:
+            # A reader next to a writer may have read the index just before a commit, or the published file
+            # just before a rename: look once more, with the index as it is now, before calling the file bad.
+            again = self._index.checkpoint_sha(run_id)
+            if again is None:
+                raise
+            return self._files.read_verified(run_id, again)
 
     def load_checkpoints(self, run_id: str) -> Checkpoint:
         """:meth:`checkpoint` under its older name, kept for existing callers."""

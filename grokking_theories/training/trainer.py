@@ -42,10 +42,21 @@ class RunResult:
     config: RunConfig
     metrics: list = field(default_factory=list)  # (step, metric, value) rows
     checkpoint: Optional[dict] = None  # {"steps": (n,), "params": {name: (n, ...)}}
-    status: str = "complete"  # "complete" or "diverged" (loss turned NaN/Inf; the member was frozen)
+    status: str = "complete"  # "complete", "diverged" (loss turned NaN/Inf; the member was frozen) or "failed"
     summary: dict = field(default_factory=dict)
     wall_time: float = 0.0
     device: str = "cpu"
+
+    @classmethod
+    def failed(cls, config: RunConfig, error: str, device: str = "cpu") -> "RunResult":
+        """A run whose training raised: no rows, status ``'failed'``, the traceback in ``summary['error']``."""
+        return cls(config, status="failed", summary={"error": error}, device=str(device))
+
+    @property
+    def error(self) -> Optional[str]:
+        """The last line of a failed run's traceback (None for a run that trained)."""
+        text = self.summary.get("error") if self.status == "failed" else None
+        return text.strip().splitlines()[-1] if text else None
 
 
 def validate_run(cfg: RunConfig) -> None:
@@ -61,17 +72,24 @@ class _Batches:
     def __init__(self, n: int, size: int, seeds: Sequence[int], device):
         self.n, self.size, self.device = n, size, device
         self.gens = [torch.Generator().manual_seed(10_000_019 + int(s)) for s in seeds]
-        self.perms = [torch.randperm(n, generator=g) for g in self.gens]
+        # Drawn on the CPU (the same indices on every device), copied to the device once per epoch, not per
+        # step; on a GPU from pinned memory without waiting (a copy from pageable memory would sync the host).
+        self.cuda = torch.device(device).type == "cuda"
+        self.perms = [self._draw(g) for g in self.gens]
         self.pos = [0] * len(seeds)
+
+    def _draw(self, gen: torch.Generator) -> torch.Tensor:
+        perm = torch.randperm(self.n, generator=gen)
+        return perm.pin_memory().to(self.device, non_blocking=True) if self.cuda else perm
 
     def next(self) -> torch.Tensor:
         out = []
         for k, g in enumerate(self.gens):
             if self.pos[k] + self.size > self.n:
-                self.perms[k], self.pos[k] = torch.randperm(self.n, generator=g), 0
+                self.perms[k], self.pos[k] = self._draw(g), 0
             out.append(self.perms[k][self.pos[k]:self.pos[k] + self.size])
             self.pos[k] += self.size
-        return torch.stack(out).to(self.device)  # (K, B)
+        return torch.stack(out)  # (K, B)
 
 
 def _total_norm(params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -87,9 +105,16 @@ class EnsembleTrainer:
     path: None (default) takes the hand-written gradient where the model and
     loss dtype allow it (:attr:`fast_path`), False forces autograd, True
     raises where the fast path is not available.
+
+    ``device`` is a torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``),
+    optionally with ``"+tf32"`` (:func:`parse_device`). On a GPU a step never
+    waits for the device (``sync_free``): the optimiser masks frozen members
+    arithmetically, and :func:`train_ensemble` reads divergence back only at
+    the steps where it logs, checkpoints or stops anyway.
     """
 
-    def __init__(self, configs: Sequence[RunConfig], device: str = "cpu", fast: Optional[bool] = None):
+    def __init__(self, configs: Sequence[RunConfig], device: str = "cpu", fast: Optional[bool] = None,
+                 sync_free: Optional[bool] = None):
         configs = list(configs)
         key = configs[0].shape_key()
         for cfg in configs:
@@ -98,7 +123,9 @@ class EnsembleTrainer:
                 raise ValueError("configs of one ensemble must share task, architecture, optimiser shape and budget")
         self.configs = configs
         first = configs[0]
-        self.device = dev = torch.device(device)
+        self.device = dev = torch.device(parse_device(device)[0])
+        # A host sync per step would idle a GPU; on a CPU it is free. None: decide by device (tests force it).
+        self.sync_free = dev.type == "cuda" if sync_free is None else bool(sync_free)
         self.task = make_task(first.task).to(dev)
         self.model = build_model(first.model, first.task.p)
         self.K = K = len(configs)
@@ -109,6 +136,7 @@ class EnsembleTrainer:
         # w0: norm of each member's alpha = 1 init, the unit of Omnigrok's fixed-norm radius.
         self.w0 = _total_norm(self.init) / alphas
         self.fixed = torch.tensor([c.optim.fixed_norm is not None for c in configs], device=dev)
+        self.any_fixed = any(c.optim.fixed_norm is not None for c in configs)  # known on the host: no sync
         self.target_norm = self.w0 * torch.tensor([c.optim.fixed_norm or 1.0 for c in configs], device=dev)
         self.flat = FlatParams(params)
         self.params = params = self.flat.views
@@ -119,7 +147,8 @@ class EnsembleTrainer:
         self.opt = EnsembleAdamW(self.flat, lr=[c.optim.lr for c in configs],
                                  weight_decay=[c.optim.weight_decay for c in configs],
                                  betas=(o.beta1, o.beta2), eps=o.eps, warmup_steps=o.warmup_steps,
-                                 decayed=self.decayed, decay_target=o.decay_target, init=self.init)
+                                 decayed=self.decayed, decay_target=o.decay_target, init=self.init,
+                                 sync_free=self.sync_free)
         self.loss_dtype = TORCH_DTYPES[o.loss_dtype]
         n_train = self.task.train_x.shape[0]
         self.batches = _Batches(n_train, o.batch_size, seeds, dev) if 0 < o.batch_size < n_train else None
@@ -142,7 +171,7 @@ class EnsembleTrainer:
     @torch.no_grad()
     def project(self) -> None:
         """Fixed-norm mode: rescale each constrained, live member to its target total norm."""
-        if not bool(self.fixed.any()):
+        if not self.any_fixed:
             return
         scale = self.target_norm / self.flat.data.pow(2).sum(1).sqrt()
         scale = torch.where(self.fixed & self.active, scale, torch.ones_like(scale))
@@ -169,7 +198,10 @@ class EnsembleTrainer:
         finite = torch.isfinite(losses)
         # A member whose loss is not finite keeps its last finite parameters (the caller freezes it).
         update = self.active & finite
-        self.opt.step(grad, None if bool(update.all()) else update)
+        if self.sync_free:
+            self.opt.step(grad, update)
+        else:
+            self.opt.step(grad, None if bool(update.all()) else update)
         self.project()
         return losses.detach()
 
@@ -184,6 +216,41 @@ class EnsembleTrainer:
         return losses.detach(), grad
 
 
+def parse_device(device: str) -> tuple[str, bool]:
+    """``"cuda+tf32"`` -> ``("cuda", True)``; ``"cpu"`` -> ``("cpu", False)``.
+
+    TF32 (float32 matmuls with a 10-bit mantissa on tensor cores) is off unless asked for: it rounds
+    every matmul input to about 3 significant digits, so a GPU run would no longer match its CPU twin,
+    and the slow late-training dynamics grokking is about (weight norms shrinking under decay, logit
+    margins growing on fitted examples) are exactly where such rounding accumulates. The loss is kept
+    in float64 either way (``optim.loss_dtype``). A run trained with TF32 records ``cuda+tf32`` as its
+    device, so it is never mistaken for a full-precision one.
+    """
+    base, _, mode = str(device).partition("+")
+    if mode not in ("", "tf32"):
+        raise ValueError(f"device {device!r}: the only mode after '+' is 'tf32'")
+    if mode and not base.startswith("cuda"):
+        raise ValueError(f"device {device!r}: TF32 is a CUDA mode")
+    return base, mode == "tf32"
+
+
+class _Float32Matmuls:
+    """Set CUDA's float32 matmul precision for a block (IEEE by default, TF32 when asked), then restore it."""
+
+    def __init__(self, tf32: bool):
+        self.want = "tf32" if tf32 else "ieee"
+
+    def __enter__(self):
+        backends = (torch.backends.cuda.matmul, torch.backends.cudnn)
+        self.saved = [b.fp32_precision for b in backends]
+        for b in backends:
+            b.fp32_precision = self.want
+
+    def __exit__(self, *exc):
+        for b, old in zip((torch.backends.cuda.matmul, torch.backends.cudnn), self.saved):
+            b.fp32_precision = old
+
+
 def train_ensemble(configs: Sequence[RunConfig], device: str = "cpu",
                    on_step: Optional[Callable[[int], None]] = None) -> list[RunResult]:
     """Train the given runs as one ensemble and return one RunResult per config.
@@ -194,68 +261,97 @@ def train_ensemble(configs: Sequence[RunConfig], device: str = "cpu",
     steps after its test accuracy first reaches 0.99, or when its loss turns
     NaN/Inf (status "diverged"; its batch-mates train on unaffected).
     ``on_step(n)`` is called with the number of steps just taken.
+    ``device``: see :func:`parse_device` (``"cuda+tf32"`` allows TF32 matmuls).
     """
     configs = list(configs)
     if not configs:
         return []
+    base, tf32 = parse_device(device)
+    if base.startswith("cuda"):
+        with _Float32Matmuls(tf32):
+            results = _train(configs, base, on_step)
+        for r in results:
+            r.device = str(device) if tf32 else r.device
+        return results
+    return _train(configs, base, on_step)
+
+
+def _train(configs: list, device: str, on_step, sync_free: Optional[bool] = None) -> list[RunResult]:
+    """:func:`train_ensemble`'s loop.
+
+    The host looks at the device only at *sync points*: steps where it logs, checkpoints or stops a
+    member anyway. A loss that turns non-finite in between is noted on the device (the member is
+    frozen there at once, and the step it happened at is kept) and read back at the next sync point,
+    which records the same ``diverged_at`` and the same rows as looking every step would.
+    """
     start = time.perf_counter()
-    ens = EnsembleTrainer(configs, device)
-    K, budget, active = ens.K, configs[0].budget, ens.active
+    ens = EnsembleTrainer(configs, device, sync_free=sync_free)
+    K, budget = ens.K, configs[0].budget
     log_at = set(metric_steps(budget).tolist())
     ckpt_at = set(checkpoint_steps(budget).tolist())
     stop_at = [budget.max_steps] * K
+    alive = [True] * K  # the host's view of ens.active, brought up to date at each sync point
     rows: list[list] = [[] for _ in range(K)]
     ckpts: list[list] = [[] for _ in range(K)]
     t_fit: list[Optional[int]] = [None] * K
     t_grok: list[Optional[int]] = [None] * K
     diverged_at: list[Optional[int]] = [None] * K
     last_step = [0] * K
+    # On the device: the step at which each member's loss first turned non-finite (-1: not yet).
+    diverged_step = torch.full((K,), -1, dtype=torch.long, device=ens.device)
 
     def freeze(k: int, step: int, diverged: bool) -> None:
-        active[k] = False
+        alive[k] = False
+        ens.active[k] = False
         last_step[k] = step
         if diverged:
             diverged_at[k] = step
 
     step = 0
     while True:
-        live = [k for k in range(K) if active[k]]
-        if step in log_at or any(stop_at[k] == step for k in live):  # a run's last step is always logged
-            values = {n: v.detach().cpu().numpy() for n, v in ens.evaluate().items()}
+        stops = {stop_at[k] for k in range(K) if alive[k]}
+        if step in log_at or step in ckpt_at or step in stops or step >= budget.max_steps:
+            # a sync point: members whose loss turned non-finite since the last one are frozen first
+            for k, at in enumerate(diverged_step.tolist()):
+                if alive[k] and at >= 0:
+                    freeze(k, at, diverged=True)
+            live = [k for k in range(K) if alive[k]]
+            if step in log_at or any(stop_at[k] == step for k in live):  # a run's last step is always logged
+                values = {n: v.detach().cpu().numpy() for n, v in ens.evaluate().items()}
+                for k in live:
+                    member = {n: float(v[k]) for n, v in values.items()}
+                    rows[k].extend((step, n, v) for n, v in member.items())
+                    if not all(math.isfinite(v) for v in member.values()):
+                        freeze(k, step, diverged=True)
+                        continue
+                    if t_fit[k] is None and member["train_acc"] >= FIT_ACC:
+                        t_fit[k] = step
+                    if t_grok[k] is None and member["test_acc"] >= GROK_ACC:
+                        t_grok[k] = step
+                        if budget.stop_after_grok is not None:
+                            stop_at[k] = min(stop_at[k], step + budget.stop_after_grok)
+            if step in ckpt_at or any(stop_at[k] == step for k in live):  # stop_at may have just been set
+                for k in live:
+                    if alive[k]:
+                        ckpts[k].append((step, {n: t[k].detach().cpu().clone() for n, t in ens.params.items()}))
             for k in live:
-                member = {n: float(v[k]) for n, v in values.items()}
-                rows[k].extend((step, n, v) for n, v in member.items())
-                if not all(math.isfinite(v) for v in member.values()):
-                    freeze(k, step, diverged=True)
-                    continue
-                if t_fit[k] is None and member["train_acc"] >= FIT_ACC:
-                    t_fit[k] = step
-                if t_grok[k] is None and member["test_acc"] >= GROK_ACC:
-                    t_grok[k] = step
-                    if budget.stop_after_grok is not None:
-                        stop_at[k] = min(stop_at[k], step + budget.stop_after_grok)
-        if step in ckpt_at or any(stop_at[k] == step for k in live):  # stop_at may have just been set
-            for k in live:
-                if active[k]:
-                    ckpts[k].append((step, {n: t[k].detach().cpu().clone() for n, t in ens.params.items()}))
-        for k in live:
-            if active[k] and stop_at[k] == step:
-                freeze(k, step, diverged=False)
-        if step >= budget.max_steps or not bool(active.any()):
-            break
+                if alive[k] and stop_at[k] == step:
+                    freeze(k, step, diverged=False)
+            if step >= budget.max_steps or not any(alive):
+                break
         losses = ens.step()
         step += 1
-        bad = active & ~torch.isfinite(losses)
-        if bool(bad.any()):  # one device sync per step, not one per member
-            for k in torch.nonzero(bad).flatten().tolist():
-                freeze(k, step - 1, diverged=True)
+        # on the device, no host sync: a live member whose loss is not finite is frozen as of step - 1
+        bad = ens.active & ~torch.isfinite(losses)
+        diverged_step.masked_fill_(bad, step - 1)
+        ens.active &= ~bad
         if on_step is not None:
             on_step(1)
 
     wall = time.perf_counter() - start
     results = []
     for k, cfg in enumerate(configs):
-        if active[k]:
+        if alive[k]:
             last_step[k] = step
         kept = [ckpts[k][i] for i in thin_checkpoints([s for s, _ in ckpts[k]], last_step[k], budget.checkpoints)]
         steps = [s for s, _ in kept]
