@@ -55,6 +55,14 @@ class OptimConfig:
     fixed_norm: Optional[float] = None  # Omnigrok's constrained runs: after every step rescale the
     #   whole parameter vector to fixed_norm * w0, w0 = the norm of the alpha=1 default init
     loss_dtype: str = "float64"  # loss in float64 by default so softmax collapse does not fake "no grokking"
+    loss_fn: str = "softmax"  # "softmax" or "stablemax": Prieto et al.'s s(x) = x + 1 / 1/(1 - x) in place of
+    #   exp, whose float32 loss never rounds to 0 (grokking without weight decay); trains on the autograd path
+    orthograd: bool = False  # Prieto et al.'s ⊥Grad: each tensor's gradient loses its component along the
+    #   weights (the scale-up-the-logits direction) and is rescaled to its norm, before AdamW
+    grokfast: str = "none"  # Lee et al.'s slow-gradient amplifier: "none", "ema" or "ma" (moving average)
+    grokfast_alpha: float = 0.98  # EMA factor of Grokfast-EMA (Lee et al.: 0.98)
+    grokfast_lamb: float = 2.0  # amplification of the filtered gradient (Lee et al.: 2 for EMA, 5 for MA)
+    grokfast_window: int = 100  # window of Grokfast-MA, in steps (Lee et al.: 100)
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,7 @@ class RunConfig:
     def shape_key(self) -> tuple:
         """Runs with equal shape keys can train as members of one ensemble.
 
-        Per-member knobs (seed, alpha, lr, weight decay, fixed norm) may differ;
+        Per-member knobs (seed, alpha, lr, weight decay, fixed norm, Grokfast's alpha and lamb) may differ;
         everything that changes tensor shapes, data or the step loop may not.
         """
         o = self.optim
@@ -103,7 +111,7 @@ class RunConfig:
             self.task,
             dataclasses.replace(self.model, alpha=1.0),
             (o.beta1, o.beta2, o.eps, o.warmup_steps, o.decay_target, o.decayed,
-             o.batch_size, o.loss_dtype),
+             o.batch_size, o.loss_dtype, o.loss_fn, o.orthograd, o.grokfast, o.grokfast_window),
             self.budget,
         )
 
@@ -114,6 +122,8 @@ ARCHS = ("mlp", "transformer")
 DECAY_TARGETS = ("zero", "init")
 DECAYED = ("all", "matrices")
 LOSS_DTYPES = ("float64", "float32")
+LOSS_FNS = ("softmax", "stablemax")
+GROKFAST_FILTERS = ("none", "ema", "ma")
 NEEDS_PRIME = ("div", "mul")  # a / b and the multiplicative group need a field: p prime
 
 
@@ -161,6 +171,12 @@ def optim_budget_problems(o: "OptimConfig", b: "BudgetConfig") -> list[str]:
         (o.batch_size >= 0, f"optim.batch_size must be >= 0 (0 = full batch), got {o.batch_size!r}"),
         (o.fixed_norm is None or o.fixed_norm > 0, f"optim.fixed_norm must be > 0 or absent, got {o.fixed_norm!r}"),
         _one_of(o.loss_dtype, LOSS_DTYPES, "optim.loss_dtype"),
+        _one_of(o.loss_fn, LOSS_FNS, "optim.loss_fn"),
+        (isinstance(o.orthograd, bool), f"optim.orthograd must be true or false, got {o.orthograd!r}"),
+        _one_of(o.grokfast, GROKFAST_FILTERS, "optim.grokfast"),
+        (0 <= o.grokfast_alpha < 1, f"optim.grokfast_alpha must lie in [0, 1), got {o.grokfast_alpha!r}"),
+        (o.grokfast_lamb >= 0, f"optim.grokfast_lamb must be >= 0, got {o.grokfast_lamb!r}"),
+        (o.grokfast_window >= 1, f"optim.grokfast_window must be >= 1, got {o.grokfast_window!r}"),
         (b.max_steps >= 1, f"budget.max_steps must be >= 1, got {b.max_steps!r}"),
         (b.stop_after_grok is None or b.stop_after_grok >= 0,
          f"budget.stop_after_grok must be >= 0 or absent, got {b.stop_after_grok!r}"),
@@ -185,7 +201,9 @@ FIELD_NAMES = {f.name for cls in SECTIONS.values() for f in dataclasses.fields(c
 # Fields added after run ids were first published, with the value every older run had. At that value
 # they are left out of the canonical JSON, so a config written before they existed keeps its run id and
 # a store trained then is reused, not retrained. Any other value enters the hash like every field.
-LATER_FIELDS = {("task", "label_noise"): 0.0, ("task", "noise_seed"): 0}
+LATER_FIELDS = {("task", "label_noise"): 0.0, ("task", "noise_seed"): 0,
+                ("optim", "loss_fn"): "softmax", ("optim", "orthograd"): False, ("optim", "grokfast"): "none",
+                ("optim", "grokfast_alpha"): 0.98, ("optim", "grokfast_lamb"): 2.0, ("optim", "grokfast_window"): 100}
 
 
 def canonical_json(config: RunConfig) -> str:
@@ -257,6 +275,10 @@ def coerce(name: str, value: Any) -> Any:
     if base == "str":
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
         return value
     raise AssertionError(typ)  # pragma: no cover
 

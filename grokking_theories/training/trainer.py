@@ -8,9 +8,12 @@ frozen members (diverged, or stopped after grokking) are left untouched.
 
 The step has two paths. Models that provide ``loss_and_grad`` (the embedding
 MLP and the transformer) compute the loss and its gradient by hand, without
-autograd; every other model, and every run with ``optim.loss_dtype =
+autograd; every other model, every run with ``optim.loss_dtype =
 "float32"`` (whose point is float32's softmax collapse, which the hand-written
-gradient would not reproduce), takes the autograd path. ``EnsembleTrainer.fast_path`` says
+gradient would not reproduce) and every StableMax run (``optim.loss_fn``) takes
+the autograd path. Grokfast's filter and ⊥Grad (``optim.grokfast``,
+``optim.orthograd``; :mod:`.interventions`) act on the gradient of either path
+before AdamW. ``EnsembleTrainer.fast_path`` says
 which one a trainer uses; both give the same gradients to float32 precision
 (``tests/test_training.py``).
 """
@@ -30,6 +33,7 @@ from ..probes import cross_entropy, evaluate
 from ..tasks import make_task
 from .adamw import EnsembleAdamW
 from .flat import FlatParams
+from .interventions import GrokfastEMA, GrokfastMA, orthogonal_gradient, stablemax_cross_entropy
 from .schedule import checkpoint_steps, metric_steps, thin_checkpoints
 
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}  # config.LOSS_DTYPES -> torch
@@ -150,6 +154,13 @@ class EnsembleTrainer:
                                  decayed=self.decayed, decay_target=o.decay_target, init=self.init,
                                  sync_free=self.sync_free)
         self.loss_dtype = TORCH_DTYPES[o.loss_dtype]
+        self.loss_fn = o.loss_fn
+        # Interventions on the gradient (training/interventions.py), applied before AdamW in this order:
+        # Grokfast's filter (per member alpha and lamb), then ⊥Grad.
+        self.orthograd = o.orthograd
+        lambs = [c.optim.grokfast_lamb for c in configs]
+        self.grad_filter = (GrokfastEMA([c.optim.grokfast_alpha for c in configs], lambs) if o.grokfast == "ema"
+                            else GrokfastMA(o.grokfast_window, lambs) if o.grokfast == "ma" else None)
         n_train = self.task.train_x.shape[0]
         self.batches = _Batches(n_train, o.batch_size, seeds, dev) if 0 < o.batch_size < n_train else None
         available, why = self.fast_path_available()
@@ -166,6 +177,8 @@ class EnsembleTrainer:
             return False, f"{type(self.model).__name__} has no hand-written gradient (autograd is used)"
         if self.loss_dtype != torch.float64:
             return False, "loss_dtype float32 keeps autograd's float32 softmax (and its collapse)"
+        if self.loss_fn != "softmax":
+            return False, f"the hand-written gradient is softmax cross-entropy's, not {self.loss_fn}'s"
         return True, ""
 
     @torch.no_grad()
@@ -195,6 +208,10 @@ class EnsembleTrainer:
             grad = self.grad
         else:
             losses, grad = self._autograd_loss_and_grad(x, y)
+        if self.grad_filter is not None:
+            grad = self.grad_filter(grad)
+        if self.orthograd:
+            grad = self.flat.flatten(orthogonal_gradient(self.params, self.flat.unflatten(grad)))
         finite = torch.isfinite(losses)
         # A member whose loss is not finite keeps its last finite parameters (the caller freezes it).
         update = self.active & finite
@@ -208,7 +225,8 @@ class EnsembleTrainer:
     def _autograd_loss_and_grad(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss (K,) and its (K, P) gradient by autograd, through ``model.forward``."""
         leaf = self.flat.data.detach().requires_grad_(True)
-        losses = cross_entropy(self.model.forward(self.flat.unflatten(leaf), x), y, self.loss_dtype)
+        loss = stablemax_cross_entropy if self.loss_fn == "stablemax" else cross_entropy
+        losses = loss(self.model.forward(self.flat.unflatten(leaf), x), y, self.loss_dtype)
         # Each member's loss depends on its own parameters only, so the gradient of the
         # masked sum is every live member's own gradient; dead members get zeros.
         total = torch.where(self.active, losses, torch.zeros_like(losses)).sum()
