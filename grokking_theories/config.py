@@ -16,12 +16,16 @@ from typing import Any, Optional
 
 from .errors import ConfigError
 
-OPS = ("add", "sub", "mul", "div", "x2_plus_y2", "x2_plus_xy_plus_y2", "x3_plus_xy")
+OPS = ("add", "sub", "mul", "div", "x2_plus_y2", "x2_plus_xy_plus_y2", "x3_plus_xy", "s5")
+#: The order of S5, the symmetric group on 5 letters: op "s5" (Power et al.'s non-abelian task, composition
+#: of permutations) needs p = S5_ORDER, one token and one class per permutation.
+S5_ORDER = 120
 
 
 @dataclass(frozen=True)
 class TaskConfig:
-    op: str = "add"  # which binary operation mod p (see grokking_theories.tasks.OPS)
+    op: str = "add"  # which binary operation mod p (see grokking_theories.tasks.OPS), or "s5" (composition of
+    #   permutations of 5 letters, p = 120: Power et al.'s non-abelian task; the Fourier probes say "not defined")
     p: int = 59  # modulus; prime so that every op (div, mul) is a group/field operation
     train_frac: float = 0.5  # fraction of all pairs used for training; grokking lives at 0.3-0.5
     split_seed: int = 0  # seeds the train/test split only, independent of the model seed (Power et al.)
@@ -141,6 +145,8 @@ def task_problems(t: TaskConfig) -> list[str]:
         _one_of(t.op, OPS, "op"),
         (isinstance(t.p, int) and t.p >= 2, f"p must be an integer >= 2, got {t.p!r}"),
         (t.op not in NEEDS_PRIME or is_prime(t.p), f"op {t.op!r} needs a prime modulus, got p={t.p}"),
+        (t.op != "s5" or t.p == S5_ORDER, f"op 's5' composes permutations of 5 letters: p must be their number, "
+                                          f"{S5_ORDER}, got p={t.p}"),
         (0.0 < t.train_frac < 1.0, f"train_frac must lie in (0, 1), got {t.train_frac!r}"),
         (0.0 <= t.label_noise <= 1.0, f"label_noise must lie in [0, 1], got {t.label_noise!r}"),
     ]

@@ -339,10 +339,15 @@ def _compute_fourier(config, checkpoint, logged):
     return circuit_measures(config, checkpoint)
 
 
+def fourier_defined(config) -> bool:
+    """The Fourier measures are about Z_p: defined for the operations mod p, not for composition in S5."""
+    return config.task.op != "s5"
+
+
 #: The circuit measures as a stored probe (the circuits family reads it).
 FOURIER = register_probe(Probe(
     name="fourier", version=1,
     metrics=CIRCUIT_METRICS + tuple(f"{prefix}*" for prefix in PER_FREQUENCY_PREFIXES),
-    compute=_compute_fourier, plant=plant_circuit_measures,
+    compute=_compute_fourier, plant=plant_circuit_measures, applies=fourier_defined,
     description="Fourier spectrum, key frequencies, restricted/excluded losses, cos coefficients, neuron "
                 "frequencies and squared weights of every checkpoint (Nanda et al. 2023)"))

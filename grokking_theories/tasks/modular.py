@@ -1,4 +1,4 @@
-"""Binary operations mod p (Power et al. 2022, App. A.1.1) as index tensors.
+"""Binary operations mod p (Power et al. 2022, App. A.1.1), and composition in S5, as index tensors.
 
 Every pair (a, b) with a, b in 0..p-1 is an example (for ``div``, b != 0); the
 label is ``op(a, b) mod p``. The split is a permutation drawn from its own
@@ -13,6 +13,7 @@ accuracy always measure the true operation.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,6 +30,18 @@ def _is_prime(n: int) -> bool:
     return all(n % d for d in range(2, int(n ** 0.5) + 1))
 
 
+def s5_table() -> np.ndarray:
+    """(120, 120) composition table of S5: entry [a, b] is the index of ``sigma_a o sigma_b`` (apply b, then a),
+    the permutations of (0, 1, 2, 3, 4) numbered in lexicographic order (index 0 is the identity)."""
+    perms = list(itertools.permutations(range(5)))
+    index = {perm: i for i, perm in enumerate(perms)}
+    return np.array([[index[tuple(pa[pb[k]] for k in range(5))] for pb in perms] for pa in perms], dtype=np.int64)
+
+
+def _s5(a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
+    return s5_table()[a, b]
+
+
 def _div(a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
     # a / b = a * b^(p-2) mod p (Fermat); needs p prime and b != 0.
     return a * np.array([pow(int(x), p - 2, p) for x in b], dtype=np.int64) % p
@@ -42,6 +55,7 @@ LABELS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
     "x2_plus_y2": lambda a, b, p: (a * a + b * b) % p,
     "x2_plus_xy_plus_y2": lambda a, b, p: (a * a + a * b + b * b) % p,
     "x3_plus_xy": lambda a, b, p: (a * a * a + a * b) % p,
+    "s5": _s5,  # not mod p: composition in the symmetric group S5 (p = 120), Power et al.'s non-abelian task
 }
 assert tuple(LABELS) == OPS
 # Ops whose structure (a field's inverse, or the group used by the known circuits) needs p prime.
