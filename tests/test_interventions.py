@@ -148,3 +148,38 @@ def test_grokfast_is_per_member_and_lamb_zero_is_the_plain_run(tiny_cfg):
     solo_amp = train_run(amplified)
     np.testing.assert_allclose(series(res_amp), series(solo_amp), rtol=1e-5, atol=1e-7)
     assert not np.allclose(series(solo_amp), series(train_run(tiny_cfg(seed=1, max_steps=60))), rtol=1e-3)
+
+
+# ------------------------------------------------------------------ softmax collapse (P2's measure)
+
+def test_collapse_is_an_exactly_zero_float32_loss():
+    from grokking_theories.probes.collapse import collapsed
+
+    labels = torch.tensor([0, 1, 2])
+    # margin 20: float32's loss is exactly 0 and so is p_y - 1; margin 5 and a wrong answer are not collapsed
+    logits = torch.tensor([[[20.0, 0.0, 0.0], [0.0, 5.0, 0.0], [20.0, 0.0, 0.0]]])
+    assert collapsed(logits, labels).tolist() == [[True, False, False]]
+    assert torch.softmax(logits[0, 0], -1)[0] - 1 == 0
+    # in float64 the same example still has a loss: collapse is float32's
+    assert -torch.log_softmax(logits.double(), -1)[0, 0, 0] > 0
+    # the threshold: margin 16 keeps a float32 loss, margin 18 does not (2 other classes: log 2 + ~16.6)
+    assert collapsed(torch.tensor([[[16.0, 0.0, 0.0], [18.0, 0.0, 0.0]]]), torch.tensor([0, 0])).tolist() == \
+        [[False, True]]
+
+
+def test_collapse_probe_rises_on_a_run_without_weight_decay(tiny_cfg, tmp_path):
+    """A run without weight decay at a high learning rate fits its training set with growing margins: its
+    collapsed share of training examples starts at 0 and rises (the stall Prieto et al. describe)."""
+    from grokking_theories.probes.stage import get_probe, run_probes
+    from grokking_theories.store import RunStore
+    from grokking_theories.training import train_run
+
+    cfg = tiny_cfg(weight_decay=0.0, lr=3e-2, max_steps=1500, log_points=10, log_every=500, checkpoints=12)
+    r = train_run(cfg)
+    with RunStore(tmp_path) as store:
+        store.write_result(cfg, r.metrics, checkpoint=r.checkpoint, summary=r.summary)
+        counts = run_probes(store, [cfg.run_id], [get_probe("collapse")], progress=False)
+        table = store.metrics_table(run_ids=[cfg.run_id], metrics=["collapse_train_frac"])
+    assert counts.computed == 1
+    share = table.sort_values("step")["value"].to_numpy()
+    assert share[0] == 0.0 and share[-1] > 0.5, share

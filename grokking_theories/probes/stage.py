@@ -16,7 +16,9 @@ probe's current ``version`` from the run's current checkpoint (its sha256):
 Families declare the probes their predictions read (``Family.probes``); the
 study driver runs them after training and the report reads them from the store.
 Registered probes: :data:`PROBES` (``flips``, the per-example flip summary, in
-:mod:`grokking_theories.probes.flips`).
+:mod:`grokking_theories.probes.flips`; ``fourier``, the circuit measures, in
+:mod:`grokking_theories.probes.circuits`; ``collapse``, softmax collapse, in
+:mod:`grokking_theories.probes.collapse`).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ PROBES: dict[str, "Probe"] = {}
 
 #: Modules of the package that register probes when imported (looked up by :func:`get_probe`); a module
 #: listed here that does not exist in this checkout is skipped.
-BUILTIN_PROBE_MODULES = ("flips", "fourier", "circuits")
+BUILTIN_PROBE_MODULES = ("flips", "fourier", "circuits", "collapse")
 
 _METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\*?$")
 

@@ -19,7 +19,8 @@ against a hand computation). A run asks for them with ``optim.loss_fn = "stablem
 ``optim.orthograd = true`` and ``optim.grokfast = "ema"`` / ``"ma"`` (with ``grokfast_alpha``,
 ``grokfast_lamb``, ``grokfast_window``); at their defaults these fields stay out of the run's hash, so
 older runs keep their ids. Not yet done (issue 13): the predictions P1–P3 with their designs and
-calibration, the digits task, and the ``interventions`` study (the S5 task exists: ``op = "s5"``).
+calibration, the digits task, and the ``interventions`` study (the S5 task exists, ``op = "s5"``, and so does
+P2's measure, the ``collapse`` probe of :mod:`grokking_theories.probes.collapse`).
 """
 from __future__ import annotations
 

@@ -1,0 +1,70 @@
+"""Softmax collapse (Prieto et al. 2025), measured offline on a run's stored checkpoints.
+
+An example's cross-entropy gradient with respect to its logits is ``softmax(z) - onehot(y)``. In float32,
+once the correct logit leads every other by enough (about 17 plus the log of the number of classes), the
+log-sum-exp of the logits rounds to the correct logit: the example's loss is exactly 0, the correct
+class's gradient ``p_y - 1`` is exactly 0, and what is left (the other classes' probabilities) lies below
+float32's resolution at 1. The example has stopped teaching the model anything. Prieto et al. argue that this *softmax collapse*
+is what stalls training without weight decay (their StableMax and ⊥Grad avoid it), which is issue 13's
+prediction P2: runs without weight decay under plain softmax collapse before they stall.
+
+The probe evaluates every checkpoint in float32, as a float32 training loop would (the package trains
+with a float64 loss by default precisely so that collapse cannot fake "no grokking"), and records, per
+checkpoint, the share of training and of test examples whose float32 loss is exactly zero:
+``collapse_train_frac`` and ``collapse_test_frac``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .stage import Probe, register_probe
+
+COLLAPSE_METRICS = ("collapse_train_frac", "collapse_test_frac")
+
+#: Rough cap (bytes) on the logits of one batched forward pass; more checkpoints are evaluated in chunks.
+_MAX_PASS_BYTES = 256 * 2**20
+
+
+def collapsed(logits, labels):
+    """(..., N) bool: whether each example's float32 cross-entropy loss is exactly zero (softmax collapse;
+    ``logits`` (..., N, C) are cast to float32; ``labels`` (N,))."""
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return logp.gather(-1, labels.expand(logp.shape[:-1])[..., None]).squeeze(-1) == 0
+
+
+def collapse_shares(config, checkpoint):
+    """Tidy rows ``(step, metric, value)``: the collapsed share of training and test examples at every checkpoint."""
+    import pandas as pd
+    import torch
+
+    from ..models import build_model
+    from ..tasks import make_task
+
+    steps = [int(s) for s in checkpoint["steps"].tolist()]
+    params = {n: torch.as_tensor(t).float() for n, t in checkpoint["params"].items()}
+    task = make_task(config.task)
+    model = build_model(config.model, config.task.p)
+    rows = []
+    with torch.no_grad():
+        for split, x, y in (("train", task.train_x, task.train_y), ("test", task.test_x, task.test_y)):
+            chunk = max(1, int(_MAX_PASS_BYTES // (4 * x.shape[0] * config.task.p * 4)))
+            shares = []
+            for start in range(0, len(steps), chunk):
+                part = {n: t[start:start + chunk] for n, t in params.items()}
+                shares.append(collapsed(model.forward(part, x), y).double().mean(-1).numpy())
+            for step, share in zip(steps, np.concatenate(shares)):
+                rows.append((step, f"collapse_{split}_frac", float(share)))
+    return pd.DataFrame(rows, columns=["step", "metric", "value"])
+
+
+def _compute(config, checkpoint, logged):
+    return collapse_shares(config, checkpoint)
+
+
+#: Softmax collapse as a stored probe (issue 13's P2 will read it; no family declares it yet).
+COLLAPSE = register_probe(Probe(
+    name="collapse", version=1, metrics=COLLAPSE_METRICS, compute=_compute,
+    description="share of training and test examples whose float32 cross-entropy loss is exactly zero "
+                "(softmax collapse, Prieto et al. 2025), at every checkpoint"))
