@@ -188,9 +188,7 @@ def run_study(name: str, scale: str = "quick", *, out=None, store=None, device: 
 
     study = load_study(name, scale)  # every key and value checked before any training
     retrain = check_retrain(study, retrain)
-    out_given = out is not None
-    out = Path(out) if out is not None else Path("runs") / f"{study.name}-{study.scale}"
-    store_dir = Path(store) if store is not None else default_store(out, explicit_out=out_given)
+    out, store_dir = study_folders(study, out, store)
     device = resolve_device(device, tf32)
     workers = default_workers(workers, device)
     start = time.time()
@@ -219,6 +217,12 @@ SHARED_STORE = Path("runs") / "store"
 def default_store(out: Path, *, explicit_out: bool) -> Path:
     """The run store of a study whose ``store`` was not given (see :func:`run_study`)."""
     return Path(out) / "store" if explicit_out else SHARED_STORE
+
+
+def study_folders(study, out=None, store=None) -> tuple[Path, Path]:
+    """``(out, store)`` of a study run: the given folders, else ``runs/NAME-SCALE`` and :func:`default_store`."""
+    out_dir = Path(out) if out is not None else Path("runs") / f"{study.name}-{study.scale}"
+    return out_dir, Path(store) if store is not None else default_store(out_dir, explicit_out=out is not None)
 
 
 def load(out, *, store=None) -> StudyResults:

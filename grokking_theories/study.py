@@ -186,13 +186,12 @@ def plan_and_estimate(todo, device: str, workers: int, ensemble_size: Optional[i
 
 def dry_run(args) -> int:
     """``--dry-run``: say what the study would train, and how long that would take here, then stop."""
-    from .api import default_store
+    from .api import study_folders
     from .studies import load_study
     from .store import RunStore
 
     study = load_study(args.name, args.scale)
-    out = args.out if args.out is not None else Path("runs") / f"{study.name}-{study.scale}"
-    store_dir = args.store if args.store is not None else default_store(out, explicit_out=args.out is not None)
+    _, store_dir = study_folders(study, args.out, args.store)
     finished = set()
     if (store_dir / "index.sqlite").exists():
         with RunStore(store_dir, readonly=True) as store:

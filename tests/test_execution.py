@@ -108,3 +108,15 @@ def test_step_rates_are_measured_once_per_machine_and_a_bad_cache_is_said(tmp_pa
     assert any(str(path) in str(w.message) for w in caught)
     broken.cost(tiny_cfg(), 2)
     assert broken.measured == 1 and StepRates("cpu", path).cost(tiny_cfg(), 2).step > 0
+
+
+def test_a_step_costs_key_is_what_changes_a_steps_cost():
+    """Seeds, budgets and per-member values share one measured cost; the model's shape, the loss, K do not."""
+    from grokking_theories.execution.throughput import cost_key
+
+    base = make_run_config({"max_steps": 100})
+    assert cost_key(base, 2) == cost_key(make_run_config({"seed": 3, "max_steps": 7, "lr": 0.1, "alpha": 2.0}), 2)
+    for other in ({"width": 64}, {"loss_fn": "stablemax"}, {"orthograd": True}, {"train_frac": 0.3},
+                  {"fixed_norm": 1.5}):
+        assert cost_key(make_run_config({"max_steps": 100, **other}), 2) != cost_key(base, 2), other
+    assert cost_key(base, 4) != cost_key(base, 2)

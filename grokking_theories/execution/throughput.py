@@ -70,14 +70,13 @@ def _cpu_model() -> str:
 
 
 def cost_key(config: RunConfig, members: int) -> str:
-    """What sets the cost of one ensemble step: task size, model shape, optimiser's shape, and K."""
-    o = config.optim
-    what = {"task": [config.task.op, config.task.p, config.task.train_frac],
-            "model": dataclasses.asdict(dataclasses.replace(config.model, alpha=1.0)),
-            "optim": [o.batch_size, o.loss_dtype, o.decay_target, list(o.decayed) if o.decayed else None,
-                      o.fixed_norm is not None],
-            "K": members}
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """What sets the cost of one ensemble step: the task's size, the shape key's model and optimiser parts
+    (:meth:`RunConfig.shape_key`, so every knob that changes the step loop counts), whether a fixed norm is
+    projected, and K. Not the seeds, the budget or the per-member values, which leave a step's cost alone."""
+    _, model, optim, _ = config.shape_key()
+    what = (config.task.op, config.task.p, config.task.train_frac, model, optim, config.optim.fixed_norm is not None,
+            members)
+    return hashlib.sha256(repr(what).encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -136,6 +135,7 @@ class StepRates:
         cannot be written costs a re-measurement next time, never the study."""
         import tempfile
 
+        tmp = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
@@ -144,8 +144,9 @@ class StepRates:
             os.replace(tmp, self.path)
         except OSError as exc:
             import warnings
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(tmp)
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             warnings.warn(f"step-rate cache {self.path} cannot be written ({exc}); the rates are measured again "
                           "next time")
 
