@@ -1,6 +1,6 @@
 """Training-speed benchmark: every number is a ratio measured side by side in one run.
 
-    python benchmarks/bench_training.py [--threads 1] [--steps 30] [--mlp-steps 300] [--sections abcd]
+    python benchmarks/bench_training.py [--threads 1] [--steps 30] [--mlp-steps 300] [--sections abcde]
 
 (a) our transformer training step (EnsembleTrainer.step: last position only,
     per-token K/V tables, the hand-written forward and backward of
@@ -14,7 +14,9 @@
 (d) model-steps/s of our trainer on the quick MLP (EnsembleTrainer.step, the
     study's code path, at K = 1 and at the ensemble size the planner chooses
     on a CPU) against a plain PyTorch loop: one-hot input -> nn.Linear ->
-    ReLU -> nn.Linear, cross-entropy on float64 logits, torch.optim.AdamW.
+    ReLU -> nn.Linear, cross-entropy on float64 logits, torch.optim.AdamW;
+(e) as (c) for the digits task's dense MLP (autograd path), which decides its
+    CPU ensemble size.
 
 Timings interleave the contenders (A B A B ...) and report medians, so a
 noisy machine slows both alike. No absolute thresholds: read the ratios.
@@ -89,12 +91,14 @@ def bench_transformer(steps: int, p: int, frac: float):
 PEAK_N = 2048
 
 
-def bench_ensembles(steps: int, sizes=(1, 2, 4, 8)):
+def bench_ensembles(steps: int, sizes=(1, 2, 4, 8), study_name: str = "omnigrok", arch: str = "mlp"):
+    """(base config, [(K, batched model-steps/s, sequential model-steps/s)]) for the first free-norm run of
+    ``arch`` in the quick ``study_name``."""
     from grokking_theories.studies import load_study
     from grokking_theories.training import EnsembleTrainer
 
-    study = load_study("omnigrok", "quick")
-    base = next(c for c in study.configs if c.optim.fixed_norm is None)
+    study = load_study(study_name, "quick")
+    base = next(c for c in study.configs if c.optim.fixed_norm is None and c.model.arch == arch)
     rows = []
     for k in sizes:
         members = [dataclasses.replace(base, seed=s) for s in range(k)]
@@ -158,7 +162,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as each worker uses)")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per contender")
     parser.add_argument("--mlp-steps", type=int, default=300, help="timed steps per contender in (d)")
-    parser.add_argument("--sections", default="abcd", help="which sections to run (default abcd)")
+    parser.add_argument("--sections", default="abcde", help="which sections to run (default abcde)")
     parser.add_argument("--p", type=int, default=97, help="modulus of the transformer task (PERFORMANCE.md: 97)")
     parser.add_argument("--frac", type=float, default=0.3, help="train fraction of the transformer task")
     args = parser.parse_args()
@@ -178,9 +182,13 @@ def main() -> None:
         print(f"    speed-up: {med['reference'] / med['ours']:.2f}x  (target >= 5x)")
         print(f"(b) fp32 matmul peak ({PEAK_N}^3, timed in the same rounds): {peak:.1f} GFLOP/s; our step achieves {rate:.1f} GFLOP/s "
               f"= {100 * rate / peak:.0f} % of peak (target >= 60 %)")
-    if "c" in args.sections:
-        base, rows = bench_ensembles(args.steps)
-        print(f"(c) MLP ensembles, quick omnigrok config (p={base.task.p}, width={base.model.width}, full batch)")
+    for section, study_name, arch, what in (("c", "omnigrok", "mlp", "MLP ensembles, quick omnigrok config"),
+                                            ("e", "interventions", "dense_mlp",
+                                             "digits dense-MLP ensembles, quick interventions config")):
+        if section not in args.sections:
+            continue
+        base, rows = bench_ensembles(args.steps, study_name=study_name, arch=arch)
+        print(f"({section}) {what} (p={base.task.p}, width={base.model.width}, full batch)")
         print("    K   batched model-steps/s   sequential model-steps/s   ratio")
         for k, b, s in rows:
             print(f"    {k:<3d} {b:21.1f}   {s:24.1f}   {b / s:5.2f}x")

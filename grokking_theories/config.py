@@ -16,18 +16,32 @@ from typing import Any, Optional
 
 from .errors import ConfigError
 
-OPS = ("add", "sub", "mul", "div", "x2_plus_y2", "x2_plus_xy_plus_y2", "x3_plus_xy", "s5")
+#: The tasks on pairs of tokens (a, b): binary operations mod p, and composition in S5 (tasks/modular.py).
+PAIR_OPS = ("add", "sub", "mul", "div", "x2_plus_y2", "x2_plus_xy_plus_y2", "x3_plus_xy", "s5")
+#: Every task: the pair tasks, and "digits", scikit-learn's bundled 8 x 8 handwritten digits (tasks/digits.py).
+OPS = PAIR_OPS + ("digits",)
 #: The order of S5, the symmetric group on 5 letters: op "s5" (Power et al.'s non-abelian task, composition
 #: of permutations) needs p = S5_ORDER, one token and one class per permutation.
 S5_ORDER = 120
+#: The classes of op "digits" (the digits 0-9): it needs p = DIGITS_CLASSES, p being the number of classes.
+DIGITS_CLASSES = 10
+#: The inputs of op "digits": the 8 x 8 pixels of an image, the input width of arch "dense_mlp".
+DIGITS_PIXELS = 64
+#: The images of op "digits" (scikit-learn's ``load_digits``; tasks/digits.py checks the count when it loads
+#: them): train_frac of them train, the rest test. Known here so that split sizes need no data set.
+DIGITS_IMAGES = 1797
 
 
 @dataclass(frozen=True)
 class TaskConfig:
     op: str = "add"  # which binary operation mod p (see grokking_theories.tasks.OPS), or "s5" (composition of
-    #   permutations of 5 letters, p = 120: Power et al.'s non-abelian task; the Fourier probes say "not defined")
-    p: int = 59  # modulus; prime so that every op (div, mul) is a group/field operation
-    train_frac: float = 0.5  # fraction of all pairs used for training; grokking lives at 0.3-0.5
+    #   permutations of 5 letters, p = 120: Power et al.'s non-abelian task; the Fourier probes say "not defined"),
+    #   or "digits" (scikit-learn's 1,797 8x8 handwritten digits, p = 10, arch "dense_mlp": Omnigrok's
+    #   grokking beyond algorithmic data, App. J; the Fourier probes say "not defined")
+    p: int = 59  # modulus, i.e. the number of classes; prime so that every op (div, mul) is a group/field
+    #   operation. Fixed by the task for s5 (120) and digits (10)
+    train_frac: float = 0.5  # fraction of all examples used for training (pairs; digits: of the 1,797 images);
+    #   grokking lives at 0.3-0.5 for the pair ops, Omnigrok's MNIST runs train on ~1.7% (1,000 of 60,000)
     split_seed: int = 0  # seeds the train/test split only, independent of the model seed (Power et al.)
     label_noise: float = 0.0  # fraction of *training* answers replaced by a uniformly drawn wrong answer
     #   (Nakkiran et al.: epoch-wise double descent is strongest with label noise); test labels never change.
@@ -37,8 +51,10 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "mlp"  # "mlp" (cheap, CPU sweeps) or "transformer" (Nanda et al. 2023, exactly)
-    width: int = 256  # MLP hidden width: the double-descent knob; ignored by the transformer
+    arch: str = "mlp"  # "mlp" (cheap, CPU sweeps) or "transformer" (Nanda et al. 2023, exactly) for the pair
+    #   ops; "dense_mlp" (Omnigrok's depth-3 ReLU MLP on dense inputs) for op "digits", and for it only
+    width: int = 256  # MLP hidden width (dense_mlp: of both hidden layers; Omnigrok: 200): the double-descent
+    #   knob; ignored by the transformer
     d_model: int = 128  # transformer residual width (Nanda: 128)
     n_heads: int = 4  # transformer heads (Nanda: 4 x 32)
     d_mlp: int = 512  # transformer MLP width (Nanda: 512, ReLU)
@@ -120,9 +136,20 @@ class RunConfig:
         )
 
 
+#: The optimiser and loss arms of the interventions family (issue 13), at their plain values: softmax
+#: cross-entropy, no ⊥Grad, no Grokfast filter, the float64 loss (a float32 loss is I3's collapse arm). A
+#: prediction's design admits only runs at these values unless it names the arm it is about (``Design.about``),
+#: so an intervention run never joins another explanation's arm (a ⊥AdamW run without weight decay is not a
+#: "wd = 0" run of the weight-decay ablation).
+PLAIN_OPTIMISER = {"loss_fn": "softmax", "orthograd": False, "grokfast": "none", "loss_dtype": "float64"}
+
+
 # --- value validation: one place checks every value, before any training ---------------------------
 
-ARCHS = ("mlp", "transformer")
+ARCHS = ("mlp", "transformer", "dense_mlp")
+#: The ops whose inputs are dense vectors rather than token pairs, and the arch that reads them (both ways:
+#: a token model cannot read pixels, a dense-input model has no token embedding).
+DENSE_OPS = {"digits": "dense_mlp"}
 DECAY_TARGETS = ("zero", "init")
 DECAYED = ("all", "matrices")
 LOSS_DTYPES = ("float64", "float32")
@@ -147,6 +174,8 @@ def task_problems(t: TaskConfig) -> list[str]:
         (t.op not in NEEDS_PRIME or is_prime(t.p), f"op {t.op!r} needs a prime modulus, got p={t.p}"),
         (t.op != "s5" or t.p == S5_ORDER, f"op 's5' composes permutations of 5 letters: p must be their number, "
                                           f"{S5_ORDER}, got p={t.p}"),
+        (t.op != "digits" or t.p == DIGITS_CLASSES, f"op 'digits' classifies the digits 0-9: p must be their "
+                                                    f"number, {DIGITS_CLASSES}, got p={t.p}"),
         (0.0 < t.train_frac < 1.0, f"train_frac must lie in (0, 1), got {t.train_frac!r}"),
         (0.0 <= t.label_noise <= 1.0, f"label_noise must lie in [0, 1], got {t.label_noise!r}"),
     ]
@@ -161,6 +190,19 @@ def model_problems(m: ModelConfig) -> list[str]:
         (m.alpha > 0, f"model.alpha (init scale) must be > 0, got {m.alpha!r}"),
         (m.arch != "transformer" or m.n_heads < 1 or m.d_model % m.n_heads == 0,
          f"d_model={m.d_model} is not divisible by n_heads={m.n_heads}"),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def pairing_problems(t: TaskConfig, m: ModelConfig) -> list[str]:
+    """A task and a model that cannot work together: op "digits" needs arch "dense_mlp" and the other way round."""
+    dense_arch = DENSE_OPS.get(t.op)
+    checks = [
+        (dense_arch is None or m.arch == dense_arch,
+         f"op {t.op!r} has dense inputs (the pixels of an image): arch must be {dense_arch!r}, got arch={m.arch!r}"),
+        (m.arch not in DENSE_OPS.values() or dense_arch == m.arch,
+         f"arch {m.arch!r} reads dense inputs, not token pairs: op must be "
+         f"{' or '.join(repr(o) for o, a in DENSE_OPS.items() if a == m.arch)}, got op={t.op!r}"),
     ]
     return [message for ok, message in checks if not ok]
 
@@ -193,9 +235,9 @@ def optim_budget_problems(o: "OptimConfig", b: "BudgetConfig") -> list[str]:
 
 
 def validate(config: "RunConfig") -> None:
-    """Raise ConfigError naming the first bad value of ``config`` (task, model, optimiser, budget)."""
+    """Raise ConfigError naming the first bad value of ``config`` (task, model, their pairing, optimiser, budget)."""
     problems = (task_problems(config.task) + model_problems(config.model)
-                + optim_budget_problems(config.optim, config.budget))
+                + pairing_problems(config.task, config.model) + optim_budget_problems(config.optim, config.budget))
     if problems:
         raise ConfigError(problems[0])
 

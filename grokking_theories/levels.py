@@ -60,3 +60,21 @@ COMPACT_LABEL_CHANGES = 0.01
 def pct(level: float) -> str:
     """A level as rule text writes it: 0.99 -> '0.99', 0.05 -> '0.05'."""
     return f"{level:g}"
+
+
+# --- Interventions (issue 13; grokking_theories.theories.interventions) -----------------------------
+#: I1, I2: "generalises without weight decay" = the run's final test accuracy exceeds that of plain softmax
+#: runs without weight decay (same task, seeds and budget) by more than this: half the way from chance to
+#: perfect. Explanation 1 expects a gain near 0 (no grokking without decay); Prieto et al. report full
+#: generalisation (a gain near 1 - chance).
+GENERALISED_GAIN = 0.5
+#: I3: a run is in softmax collapse once more than this share of its training examples have a float32
+#: loss of exactly zero (Prieto et al.: the share rises to ~100 % before generalisation stalls).
+COLLAPSED_SHARE = 0.5
+#: I3: ... and it has stalled when its final test accuracy is less than this above its test accuracy at the
+#: collapse. A tenth of the range: the stalled pilots' test accuracy wandered 0.03-0.09 around chance
+#: (0.032), while runs that go on generalising after a collapse (float64 loss, wd 0.03) gained 0.5-0.9.
+STALL_GAIN = 0.1
+#: I4: the smallest speed-up of t_grok by Grokfast worth changing the dynamics for (Lee et al. report
+#: x43.8 for Grokfast-EMA; a filter that saves less than half the steps is not what users adopt it for).
+GROKFAST_SPEEDUP = 2.0

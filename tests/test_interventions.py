@@ -183,3 +183,14 @@ def test_collapse_probe_rises_on_a_run_without_weight_decay(tiny_cfg, tmp_path):
     assert counts.computed == 1
     share = table.sort_values("step")["value"].to_numpy()
     assert share[0] == 0.0 and share[-1] > 0.5, share
+
+
+def test_a_stablemax_run_is_measured_on_its_own_loss():
+    """A margin that collapses float32 softmax leaves StableMax's loss positive (s(20) = 21 against s(0) = 1),
+    so the same logits are collapsed for a softmax run and not for a StableMax run."""
+    from grokking_theories.probes.collapse import collapsed
+
+    logits = torch.tensor([[[20.0, 0.0, 0.0]]])
+    labels = torch.tensor([0])
+    assert collapsed(logits, labels, "softmax").tolist() == [[True]]
+    assert collapsed(logits, labels, "stablemax").tolist() == [[False]]

@@ -21,7 +21,9 @@ EXECUTORS = ("local", "dask")
 # transformer does not (8 batched ran at 0.64x of 8 sequential), so it trains alone.
 # On a GPU, small models are launch-bound and batching is the main lever: there K is measured
 # per shape on the device itself (execution/throughput.py: choose_ensemble_size).
-CPU_ENSEMBLE_SIZE = {"mlp": 4, "transformer": 1}
+# The digits task's dense MLP (autograd path) gains less: 4 members of width 200 on 200 images ran 1.19x
+# faster batched than one after another (600 steps, one thread, 2026-11-26; benchmarks/bench_training.py (e)).
+CPU_ENSEMBLE_SIZE = {"mlp": 4, "transformer": 1, "dense_mlp": 4}
 
 
 def plan_ensembles(configs: Sequence[RunConfig], device: str = "cpu",

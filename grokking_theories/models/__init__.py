@@ -6,7 +6,8 @@ returning logits of shape (K, N, p). K runs of one shape train as one batched
 model; K = 1 is an ordinary run.
 """
 from .base import EnsembleModel, build_model
+from .dense import DenseMLP
 from .mlp import EmbeddingMLP
 from .transformer import NandaTransformer
 
-__all__ = ["EnsembleModel", "build_model", "EmbeddingMLP", "NandaTransformer"]
+__all__ = ["EnsembleModel", "build_model", "DenseMLP", "EmbeddingMLP", "NandaTransformer"]

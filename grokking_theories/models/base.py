@@ -5,6 +5,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..config import ARCHS as _ARCHS
 from ..config import ModelConfig, did_you_mean
 from ..errors import ConfigError
 
@@ -17,7 +18,8 @@ class EnsembleModel:
     Subclasses define ``param_specs`` (name -> (shape, init kind, fan-in)) and
     ``forward``. ``forward(params, x, cache)`` accepts ``x`` of shape (N, 2)
     (shared by all members, full batch) or (K, N, 2) (one mini-batch per
-    member). When ``cache`` is a dict, named hook points are written into it
+    member); the dense-input model (N, 64) or (K, N, 64) float pixels. When
+    ``cache`` is a dict, named hook points are written into it
     (TransformerLens style) so probes read activations by name.
     """
 
@@ -73,7 +75,7 @@ class EnsembleModel:
         return table[k, idx]
 
 
-ARCHS = ("mlp", "transformer")
+ARCHS = _ARCHS  # the config layer's list (grokking_theories.config.ARCHS)
 
 
 def validate_model(cfg: ModelConfig) -> None:
@@ -86,11 +88,13 @@ def validate_model(cfg: ModelConfig) -> None:
 
 
 def build_model(cfg: ModelConfig, p: int) -> EnsembleModel:
+    """The model of ``cfg`` with ``p`` classes (the modulus of a pair task; 10 for the digits)."""
+    from .dense import DenseMLP
     from .mlp import EmbeddingMLP
     from .transformer import NandaTransformer
 
     validate_model(cfg)
-    return {"mlp": EmbeddingMLP, "transformer": NandaTransformer}[cfg.arch](cfg, p)
+    return {"mlp": EmbeddingMLP, "transformer": NandaTransformer, "dense_mlp": DenseMLP}[cfg.arch](cfg, p)
 
 
 def work_buffer(ws: dict, name: str, shape, like: torch.Tensor) -> torch.Tensor:

@@ -57,3 +57,15 @@ class ReferenceMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         onehot = torch.cat([nn.functional.one_hot(x[:, 0], self.p), nn.functional.one_hot(x[:, 1], self.p)], 1)
         return self.fc2(torch.relu(self.fc1(onehot.float())))
+
+
+def reference_dense_mlp(params: dict[str, torch.Tensor], member: int = 0) -> nn.Sequential:
+    """Omnigrok's depth-3 MLP as a plain ``nn.Sequential`` (Linear, ReLU, Linear, ReLU, Linear) holding one
+    member's weights of a ``dense_mlp`` ensemble (``nn.Linear`` stores (out, in): the transposes)."""
+    (d, w), c = params["W_1"].shape[1:], params["W_out"].shape[-1]
+    net = nn.Sequential(nn.Linear(d, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, c))
+    with torch.no_grad():
+        for layer, (W, b) in zip(net[::2], (("W_1", "b_1"), ("W_2", "b_2"), ("W_out", "b_out"))):
+            layer.weight.copy_(params[W][member].T)
+            layer.bias.copy_(params[b][member])
+    return net

@@ -340,8 +340,9 @@ def _compute_fourier(config, checkpoint, logged):
 
 
 def fourier_defined(config) -> bool:
-    """The Fourier measures are about Z_p: defined for the operations mod p, not for composition in S5."""
-    return config.task.op != "s5"
+    """The Fourier measures are about Z_p: defined for the operations mod p, not for composition in S5 nor for
+    the digits (images, whose classes are not elements of Z_p and whose model has no token embedding)."""
+    return config.task.op not in ("s5", "digits")
 
 
 #: The circuit measures as a stored probe (the circuits family reads it).

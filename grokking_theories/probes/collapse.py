@@ -11,7 +11,8 @@ prediction P2: runs without weight decay under plain softmax collapse before the
 The probe evaluates every checkpoint in float32, as a float32 training loop would (the package trains
 with a float64 loss by default precisely so that collapse cannot fake "no grokking"), and records, per
 checkpoint, the share of training and of test examples whose float32 loss is exactly zero:
-``collapse_train_frac`` and ``collapse_test_frac``.
+``collapse_train_frac`` and ``collapse_test_frac``. A StableMax run is measured on its own loss (StableMax's
+float32 cross-entropy), which is what would or would not stop teaching it.
 """
 from __future__ import annotations
 
@@ -25,12 +26,17 @@ COLLAPSE_METRICS = ("collapse_train_frac", "collapse_test_frac")
 _MAX_PASS_BYTES = 256 * 2**20
 
 
-def collapsed(logits, labels):
+def collapsed(logits, labels, loss_fn: str = "softmax"):
     """(..., N) bool: whether each example's float32 cross-entropy loss is exactly zero (softmax collapse;
-    ``logits`` (..., N, C) are cast to float32; ``labels`` (N,))."""
+    ``logits`` (..., N, C) are cast to float32; ``labels`` (N,)). ``loss_fn``: the run's output function,
+    ``"softmax"`` or ``"stablemax"`` (whose loss is measured the same way: it is the run's own loss that
+    collapses or not)."""
     import torch
 
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    from ..training.interventions import log_stablemax
+
+    log_probs = log_stablemax if loss_fn == "stablemax" else torch.log_softmax
+    logp = log_probs(logits.float(), dim=-1)
     return logp.gather(-1, labels.expand(logp.shape[:-1])[..., None]).squeeze(-1) == 0
 
 
@@ -53,18 +59,30 @@ def collapse_shares(config, checkpoint):
             shares = []
             for start in range(0, len(steps), chunk):
                 part = {n: t[start:start + chunk] for n, t in params.items()}
-                shares.append(collapsed(model.forward(part, x), y).double().mean(-1).numpy())
+                shares.append(collapsed(model.forward(part, x), y, config.optim.loss_fn).double().mean(-1).numpy())
             for step, share in zip(steps, np.concatenate(shares)):
                 rows.append((step, f"collapse_{split}_frac", float(share)))
     return pd.DataFrame(rows, columns=["step", "metric", "value"])
+
+
+def plant_collapse(cfg, steps, progress, rng) -> dict:
+    """What synthetic tables plant for ``collapse``: a plain softmax run without weight decay collapses on the
+    examples it has fitted and not generalised from (share = fit x (1 - gen)); weight decay, StableMax and ⊥Grad
+    keep the margins finite (share 0). The test examples are never collapsed (they are mostly wrong)."""
+    o = cfg.optim
+    fit, gen = np.asarray(progress["fit"], float), np.asarray(progress["gen"], float)
+    prone = o.weight_decay == 0 and o.loss_fn == "softmax" and not o.orthograd
+    share = fit * (1 - gen) if prone else np.zeros_like(fit)
+    return {"collapse_train_frac": share, "collapse_test_frac": np.zeros_like(fit)}
 
 
 def _compute(config, checkpoint, logged):
     return collapse_shares(config, checkpoint)
 
 
-#: Softmax collapse as a stored probe (issue 13's P2 will read it; no family declares it yet).
+#: Softmax collapse as a stored probe (read by the interventions family's P2). Version 2: a StableMax run's
+#: own loss is measured (version 1 measured softmax's on every run).
 COLLAPSE = register_probe(Probe(
-    name="collapse", version=1, metrics=COLLAPSE_METRICS, compute=_compute,
+    name="collapse", version=2, metrics=COLLAPSE_METRICS, compute=_compute, plant=plant_collapse,
     description="share of training and test examples whose float32 cross-entropy loss is exactly zero "
                 "(softmax collapse, Prieto et al. 2025), at every checkpoint"))

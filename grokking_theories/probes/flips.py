@@ -72,6 +72,8 @@ def _floats_per_example(model_cfg, p: int) -> int:
     """Rough float32 activations per example and checkpoint of one forward pass (logits plus hidden layers)."""
     if model_cfg.arch == "mlp":
         return p + 2 * model_cfg.width
+    if model_cfg.arch == "dense_mlp":  # two hidden layers, each before and after its ReLU
+        return p + 4 * model_cfg.width
     return p + 3 * (model_cfg.d_mlp + 4 * model_cfg.d_model)
 
 

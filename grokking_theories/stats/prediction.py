@@ -128,6 +128,10 @@ class Outcome:
         _check_decision(self.verdict, self.p_value, self.p_supports)
 
 
+#: Held by every design before its own ``hold``: one task per verdict.
+TASK_HELD = ("op",)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Design:
     """The runs a prediction is about, and the least design that can decide it.
@@ -147,6 +151,8 @@ class Design:
     hold : tuple of str
         Config columns held at one level: the selection keeps the level with
         the most runs (ties: the smallest value). E.g. ``("lr",)``: one lr.
+        The task (``op``) is always held first (:data:`TASK_HELD`): a verdict
+        is about one task, never modular arithmetic and digits pooled.
     prefer : mapping of str -> tuple
         For a held column, the levels the prediction is about, in order: the
         first one present is held, whatever the run counts; only when none is
@@ -158,6 +164,11 @@ class Design:
         the selection (the sweep the prediction needs).
     min_seeds : int
         The least number of runs at every level of each column in ``levels``.
+    about : tuple of str
+        The intervention columns of :data:`~grokking_theories.config.PLAIN_OPTIMISER` (``loss_fn``,
+        ``orthograd``, ``grokfast``) the prediction is about. Every other one is held at its plain value
+        before anything else, so a StableMax, ⊥Grad or Grokfast run never joins an arm of a prediction
+        that is not about it.
     """
 
     runs: str = ""
@@ -165,15 +176,32 @@ class Design:
     prefer: Mapping[str, tuple] = field(default_factory=dict)
     levels: Mapping[str, int] = field(default_factory=dict)
     min_seeds: int = 1
+    about: tuple = ()
 
     def __post_init__(self) -> None:
+        from ..config import PLAIN_OPTIMISER
+
         unheld = set(self.prefer) - set(self.hold)
         if unheld:
             raise ValueError(f"prefer names column(s) {sorted(unheld)} that hold does not hold")
+        unknown = set(self.about) - set(PLAIN_OPTIMISER)
+        if unknown:
+            raise ValueError(f"about names column(s) {sorted(unknown)} that are not interventions "
+                             f"({', '.join(PLAIN_OPTIMISER)})")
+
+    @property
+    def plain(self) -> dict:
+        """The intervention columns held at their plain value: those the prediction is not about."""
+        from ..config import PLAIN_OPTIMISER
+
+        return {c: v for c, v in PLAIN_OPTIMISER.items() if c not in self.about}
 
     def describe(self) -> str:
         """The design in words, as the report's 'run filter' column shows it."""
         parts = [self.runs or "every run"]
+        if self.plain:
+            parts.append(" and ".join(f"{c} == {v!r}" for c, v in self.plain.items()))
+        parts += [f"{c} held at its most common level" for c in TASK_HELD if c not in self.hold]
         parts += [f"{c} held at {' or '.join(map(str, self.prefer[c]))} where present, else at its most common level"
                   if c in self.prefer else f"{c} held at its most common level" for c in self.hold]
         parts += [f">= {n} levels of {c}" for c, n in self.levels.items()]
@@ -214,13 +242,18 @@ class Design:
 
     def _select(self, table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         sub = table
-        if self.runs and not table.empty:
+        for col, plain in self.plain.items():  # a table from before the interventions lacks the column: plain
+            if col in sub.columns and not sub.empty:
+                sub = sub[sub[col] == plain]
+        if self.runs and not sub.empty:
             try:
-                sub = table.query(self.runs, engine="python")
+                sub = sub.query(self.runs, engine="python")
             except (KeyError, NameError, pd.errors.UndefinedVariableError) as exc:
                 raise _FilterColumnMissing(
                     f"the run filter {self.runs!r} names a column the table lacks ({exc})") from None
-        for col in self.hold:
+        for col in TASK_HELD + tuple(c for c in self.hold if c not in TASK_HELD):
+            if col in TASK_HELD and col not in sub.columns:
+                continue  # a table without the column (a hand-built one) has one task
             if col not in sub.columns:
                 return sub.iloc[:0], [f"missing config column {col!r} (held at one level)"]
             if not sub.empty:

@@ -14,14 +14,14 @@ accuracy always measure the true operation.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
-from ..config import OPS, TaskConfig
+from ..config import DIGITS_IMAGES, PAIR_OPS, TaskConfig
 from ..errors import ConfigError
+from .base import Task
 
 
 def _is_prime(n: int) -> bool:
@@ -57,34 +57,13 @@ LABELS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
     "x3_plus_xy": lambda a, b, p: (a * a * a + a * b) % p,
     "s5": _s5,  # not mod p: composition in the symmetric group S5 (p = 120), Power et al.'s non-abelian task
 }
-assert tuple(LABELS) == OPS
+assert tuple(LABELS) == PAIR_OPS  # every pair op has its labels; op "digits" is built in tasks/digits.py
 # Ops whose structure (a field's inverse, or the group used by the known circuits) needs p prime.
 NEEDS_PRIME = {"div", "mul"}
 
 
-@dataclass(frozen=True)
-class ModularTask:
-    """Train and test examples of one task; ``x`` are (N, 2) operand indices, ``y`` (N,) labels."""
-
-    config: TaskConfig
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    train_noisy: torch.Tensor | None = None  # (N_train,) bool: which training answers label noise changed
-
-    @property
-    def p(self) -> int:
-        return self.config.p
-
-    @property
-    def n_classes(self) -> int:
-        return self.config.p
-
-    def to(self, device) -> "ModularTask":
-        noisy = None if self.train_noisy is None else self.train_noisy.to(device)
-        return ModularTask(self.config, *(t.to(device) for t in
-                                          (self.train_x, self.train_y, self.test_x, self.test_y)), noisy)
+class ModularTask(Task):
+    """Train and test examples of a pair task; ``x`` are (N, 2) operand indices, ``y`` (N,) labels."""
 
 
 def validate_task(cfg: TaskConfig) -> None:
@@ -101,14 +80,22 @@ def n_pairs(op: str, p: int) -> int:
     return p * (p - 1) if op == "div" else p * p
 
 
+def n_examples(op: str, p: int) -> int:
+    """Number of examples of a task: its pairs (:func:`n_pairs`), or the 1,797 images of op ``digits``."""
+    return DIGITS_IMAGES if op == "digits" else n_pairs(op, p)
+
+
 def train_size(cfg: TaskConfig) -> int:
-    """Number of training examples of a task: round(train_frac x pairs), as :func:`make_task` splits."""
-    return int(round(cfg.train_frac * n_pairs(cfg.op, cfg.p)))
+    """Number of training examples of a task: round(train_frac x examples), as every task splits."""
+    return int(round(cfg.train_frac * n_examples(cfg.op, cfg.p)))
 
 
-def make_task(cfg: TaskConfig) -> ModularTask:
-    """Generate every pair, label it and split it with ``cfg.split_seed``."""
+def make_pair_task(cfg: TaskConfig) -> ModularTask:
+    """Generate every pair, label it and split it with ``cfg.split_seed`` (the ops of ``PAIR_OPS``)."""
     validate_task(cfg)
+    if cfg.op not in LABELS:
+        raise ConfigError(f"op {cfg.op!r} is not a task on token pairs (grokking_theories.tasks.make_task "
+                          f"builds every op)")
     p = cfg.p
     a, b = np.meshgrid(np.arange(p, dtype=np.int64), np.arange(p, dtype=np.int64), indexing="ij")
     a, b = a.ravel(), b.ravel()

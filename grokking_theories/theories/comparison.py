@@ -58,6 +58,16 @@ CONFLICTS: tuple = (
             "budget (W3), against G1b's small-alpha half.",
     ),
     Conflict(
+        question="Is weight decay what lets a network generalise?",
+        claims=(Claim(prediction="I1", expected_by="interventions", denied_by="weight_decay"),
+                Claim(prediction="I2", expected_by="interventions", denied_by="weight_decay")),
+        why="Prieto et al.: weight decay's main role is to stop the logits growing into softmax collapse; "
+            "StableMax (I1) or the orthogonal gradient (I2) prevents the collapse without decay, and the runs "
+            "generalise. Power et al.'s slow-regulariser view: the decay itself carries the network to the "
+            "generalising solution, so without it they stay at chance whatever the loss or gradient (as W3's "
+            "plain softmax runs do).",
+    ),
+    Conflict(
         question="When does the test loss peak: as the training set is memorised, or later?",
         claims=(Claim(prediction="D2", expected_by="double_descent", denied_by="circuits"),),
         why="Double descent over time: the test loss peaks at the interpolation time t_fit and falls from there "

@@ -18,9 +18,8 @@ float32 collapse case, ⊥Grad's update orthogonal to each tensor with the gradi
 against a hand computation). A run asks for them with ``optim.loss_fn = "stablemax"``,
 ``optim.orthograd = true`` and ``optim.grokfast = "ema"`` / ``"ma"`` (with ``grokfast_alpha``,
 ``grokfast_lamb``, ``grokfast_window``); at their defaults these fields stay out of the run's hash, so
-older runs keep their ids. Not yet done (issue 13): the predictions P1–P3 with their designs and
-calibration, the digits task, and the ``interventions`` study (the S5 task exists, ``op = "s5"``, and so does
-P2's measure, the ``collapse`` probe of :mod:`grokking_theories.probes.collapse`).
+older runs keep their ids. The predictions that use them (I1-I4) are the ``interventions`` family
+(:mod:`grokking_theories.theories.interventions`), whose runs are the study ``interventions``.
 """
 from __future__ import annotations
 

@@ -8,11 +8,12 @@ frozen members (diverged, or stopped after grokking) are left untouched.
 
 The step has two paths. Models that provide ``loss_and_grad`` (the embedding
 MLP and the transformer) compute the loss and its gradient by hand, without
-autograd; every other model, every run with ``optim.loss_dtype =
+autograd; every other model (the digits task's dense-input MLP, whose inputs
+are float pixels rather than token indices), every run with ``optim.loss_dtype =
 "float32"`` (whose point is float32's softmax collapse, which the hand-written
 gradient would not reproduce) and every StableMax run (``optim.loss_fn``) takes
 the autograd path. Grokfast's filter and ⊥Grad (``optim.grokfast``,
-``optim.orthograd``; :mod:`.interventions`) act on the gradient of either path
+``optim.orthograd``; :mod:`grokking_theories.training.interventions`) act on the gradient of either path
 before AdamW. ``EnsembleTrainer.fast_path`` says
 which one a trainer uses; both give the same gradients to float32 precision
 (``tests/test_training.py``).
