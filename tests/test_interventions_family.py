@@ -176,3 +176,62 @@ def test_the_figure_draws_the_arms():
     labels = {t.get_text() for ax in fig.axes for t in (ax.get_legend().get_texts() if ax.get_legend() else [])}
     assert {"StableMax wd=0", "softmax wd=0"} <= labels
 
+
+
+def test_i3_leaves_out_a_run_that_collapses_too_late_to_show_a_stall():
+    late = cfg(seed=99, loss_dtype="float32")
+    steps = planted.logged_steps(late)
+    rows = [_collapse_run(cfg(seed=s, loss_dtype="float32"), 0.95, 0.04) for s in range(8)]
+    rows.append((late, {"test_acc": np.full(len(steps), 1 / 31),
+                        "collapse_train_frac": (steps >= 0.9 * steps[-1]).astype(float)}))
+    v = PRED["I3"].evaluate(runs_table(rows))
+    assert v.verdict == "supported" and v.n_runs == 8, v.notes
+    assert "1 collapsed in the second half" in v.notes
+
+
+@pytest.mark.parametrize("slow_arm, verdict", [("ema", "contradicted"), ("none", "supported")])
+def test_i4_decides_when_one_arm_never_groks(slow_arm, verdict):
+    """A fully censored arm leaves no ratio to fit; the margin-shifted log-rank test still orders the arms."""
+    rows = []
+    for s in range(8):
+        for gf in ("none", "ema"):
+            c = cfg(seed=s, weight_decay=0.1, max_steps=12000, grokfast=gf)
+            t_grok = np.inf if gf == slow_arm else 3000 + 100 * s
+            rows.append((c, planted.accuracy_curves(planted.logged_steps(c), 60, t_grok)))
+    v = PRED["I4"].evaluate(runs_table(rows))
+    assert v.verdict == verdict, v.notes
+    assert "log-rank" in v.test and "censored at its budget" in v.notes
+
+
+def test_i4_notes_survive_a_run_without_a_finite_test_loss():
+    rng = np.random.default_rng(5)
+    rows = []
+    for s in range(6):
+        for gf in ("none", "ema"):
+            c = cfg(seed=s, weight_decay=0.1, max_steps=12000, grokfast=gf)
+            steps = planted.logged_steps(c)
+            metrics = planted.accuracy_curves(steps, 60, 4000 * 10 ** rng.normal(0, 0.1))
+            metrics["test_loss"] = np.full(len(steps), np.nan if (s, gf) == (0, "ema") else 3.0)
+            rows.append((c, metrics))
+    v = PRED["I4"].evaluate(runs_table(rows))
+    assert v.verdict in ("supported", "contradicted", "inconclusive") and "peak test loss" in v.notes
+
+
+def test_a_row_without_an_intervention_value_counts_as_plain():
+    rows = [(cfg(seed=s), flat_acc(cfg(seed=s), 0.02)) for s in range(3)]
+    table = runs_table(rows)
+    table["orthograd"] = table["orthograd"].astype(object)
+    table.loc[table["run_id"] == table["run_id"].iloc[0], "orthograd"] = None  # an older table's row
+    sub, problems = W._W3_DESIGN.select(table)
+    assert sub["run_id"].nunique() == 3
+
+
+def test_the_interventions_stay_on_the_pair_task_whatever_the_run_counts():
+    digits = dict(op="digits", p=10, train_frac=0.1113, arch="dense_mlp", width=16, lr=1e-3, max_steps=600,
+                  weight_decay=0.0)
+    rows = [(cfg(seed=s, **knob), flat_acc(cfg(seed=s, **knob), 0.5)) for s in range(4)
+            for knob in ({}, {"orthograd": True})]
+    rows += [(c, flat_acc(c, 0.9)) for c in (make_run_config({**digits, "seed": s, "orthograd": o})
+                                             for s in range(6) for o in (False, True))]
+    sub, problems = I.DESIGN_I2.select(runs_table(rows))
+    assert not problems and set(sub["op"]) == {"add"}

@@ -224,6 +224,14 @@ def choose_ensemble_size(config: RunConfig, n_runs: int, rates: StepRates, free_
     return min(k for k, v in throughput.items() if v >= (1 - NEAR_BEST) * best)
 
 
+#: Step rates are measured one ensemble at a time; CPU workers training side by side share the memory
+#: bandwidth and ran up to 1.34x slower than their rate measured alone (interventions quick study, 2 workers on
+#: the 2-core project machine, 2026-11-26: float32-loss and digits ensembles 1.33-1.34x, StableMax 1.12x,
+#: plain softmax 1.0x). So a CPU estimate with several workers scales every ensemble's time by this, to stay an
+#: upper bound (that study's "at most 6 min" took 6 min 56 s without it).
+CPU_SHARED_SLOWDOWN = 1.5
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Estimate:
     """A study's estimated training time (an upper bound: every run to its full budget)."""
@@ -269,6 +277,8 @@ def estimate_training(plan: Sequence[Sequence[RunConfig]], device: str, workers:
 
     rates = rates or StepRates(device)
     times = [ensemble_seconds(g, rates) for g in plan]
+    if not device.startswith("cuda") and workers > 1:
+        times = [t * CPU_SHARED_SLOWDOWN for t in times]
     if device.startswith("cuda"):
         seconds = sum(times)
     else:

@@ -67,8 +67,12 @@ def collapse_shares(config, checkpoint):
 
 def plant_collapse(cfg, steps, progress, rng) -> dict:
     """What synthetic tables plant for ``collapse``: a plain softmax run without weight decay collapses on the
-    examples it has fitted and not generalised from (share = fit x (1 - gen)); weight decay, StableMax and ⊥Grad
-    keep the margins finite (share 0). The test examples are never collapsed (they are mostly wrong)."""
+    examples it has fitted and not generalised from (share = fit x (1 - gen)); StableMax, ⊥Grad and weight decay
+    keep the margins finite (share 0). The test examples are never collapsed (they are mostly wrong).
+
+    A simplification for the conformance checks: real runs with a little decay can collapse too (the quick
+    pilots at wd 0.03 reached 0.97-0.99, and Grokfast at wd 0.1 raised the share by 0.85); I3's calibration
+    planter (:mod:`grokking_theories.theories.interventions`) plants its own curves."""
     o = cfg.optim
     fit, gen = np.asarray(progress["fit"], float), np.asarray(progress["gen"], float)
     prone = o.weight_decay == 0 and o.loss_fn == "softmax" and not o.orthograd

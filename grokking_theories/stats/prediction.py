@@ -152,7 +152,8 @@ class Design:
         Config columns held at one level: the selection keeps the level with
         the most runs (ties: the smallest value). E.g. ``("lr",)``: one lr.
         The task (``op``) is always held first (:data:`TASK_HELD`): a verdict
-        is about one task, never modular arithmetic and digits pooled.
+        is about one task, never modular arithmetic and digits pooled
+        (``prefer`` may name it without listing it here).
     prefer : mapping of str -> tuple
         For a held column, the levels the prediction is about, in order: the
         first one present is held, whatever the run counts; only when none is
@@ -166,7 +167,7 @@ class Design:
         The least number of runs at every level of each column in ``levels``.
     about : tuple of str
         The intervention columns of :data:`~grokking_theories.config.PLAIN_OPTIMISER` (``loss_fn``,
-        ``orthograd``, ``grokfast``) the prediction is about. Every other one is held at its plain value
+        ``orthograd``, ``grokfast``, ``loss_dtype``) the prediction is about. Every other one is held at its plain value
         before anything else, so a StableMax, ⊥Grad or Grokfast run never joins an arm of a prediction
         that is not about it.
     """
@@ -181,7 +182,7 @@ class Design:
     def __post_init__(self) -> None:
         from ..config import PLAIN_OPTIMISER
 
-        unheld = set(self.prefer) - set(self.hold)
+        unheld = set(self.prefer) - set(self.hold) - set(TASK_HELD)
         if unheld:
             raise ValueError(f"prefer names column(s) {sorted(unheld)} that hold does not hold")
         unknown = set(self.about) - set(PLAIN_OPTIMISER)
@@ -242,9 +243,9 @@ class Design:
 
     def _select(self, table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         sub = table
-        for col, plain in self.plain.items():  # a table from before the interventions lacks the column: plain
+        for col, plain in self.plain.items():  # a table (or row) from before the interventions lacks it: plain
             if col in sub.columns and not sub.empty:
-                sub = sub[sub[col] == plain]
+                sub = sub[sub[col].isna() | (sub[col] == plain)]
         if self.runs and not sub.empty:
             try:
                 sub = sub.query(self.runs, engine="python")
