@@ -235,7 +235,7 @@ def test_fourier_is_not_defined_for_digits_and_collapse_and_flips_are(digits_cfg
     r = train_run(cfg)
     shares = collapse_shares(cfg, r.checkpoint)
     steps = r.checkpoint["steps"].tolist()
-    assert set(shares["metric"]) == {"collapse_train_frac", "collapse_test_frac"}
+    assert set(shares["metric"]) == {"collapse_train_frac"}
     assert sorted(shares.loc[shares["metric"] == "collapse_train_frac", "step"]) == steps
     assert shares["value"].between(0, 1).all()
     with RunStore(tmp_path) as store:

@@ -153,9 +153,17 @@ def test_the_study_shares_its_plain_runs_with_the_weight_decay_ablation():
     shared = [c for c in QUICK if c.run_id in wd]
     assert {(c.optim.weight_decay, c.budget.max_steps) for c in shared} == {(0.0, 6000), (0.1, 12000)}
     assert len(shared) == 16
-    ops = {c.task.op for c in QUICK}
-    assert ops == {"add", "digits"}
+    assert {c.task.op for c in QUICK} == {"add"}
     assert "interventions" in load_study("all", "quick").families
+
+
+def test_the_digits_study_is_the_omnigrok_mnist_setting_in_miniature():
+    digits = load_study("digits", "quick")
+    assert {(c.task.op, c.model.arch, c.task.p) for c in digits.configs} == {("digits", "dense_mlp", 10)}
+    assert {round(c.task.train_frac * 1797) for c in digits.configs} == {200}
+    assert sorted({c.optim.fixed_norm for c in digits.configs if c.optim.fixed_norm}) == [0.5, 1.0, 2.0, 4.0, 8.0]
+    assert set(digits.families) == {"goldilocks", "weight_decay"}
+    assert not {c.run_id for c in digits.configs} & {c.run_id for c in load_study("all", "quick").configs}
 
 
 def test_the_comparison_declares_the_weight_decay_conflict_on_existing_predictions():

@@ -10,8 +10,9 @@ prediction P2: runs without weight decay under plain softmax collapse before the
 
 The probe evaluates every checkpoint in float32, as a float32 training loop would (the package trains
 with a float64 loss by default precisely so that collapse cannot fake "no grokking"), and records, per
-checkpoint, the share of training and of test examples whose float32 loss is exactly zero:
-``collapse_train_frac`` and ``collapse_test_frac``. A StableMax run is measured on its own loss (StableMax's
+checkpoint, the share of training examples whose float32 loss is exactly zero: ``collapse_train_frac``
+(Prieto et al.'s measure; the test examples, mostly wrong before generalisation, are not evaluated: in
+``study all`` the probe runs on every run, and they would double its cost for a number no rule reads). A StableMax run is measured on its own loss (StableMax's
 float32 cross-entropy), which is what would or would not stop teaching it.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from .stage import Probe, register_probe
 
-COLLAPSE_METRICS = ("collapse_train_frac", "collapse_test_frac")
+COLLAPSE_METRICS = ("collapse_train_frac",)
 
 #: Rough cap (bytes) on the logits of one batched forward pass; more checkpoints are evaluated in chunks.
 _MAX_PASS_BYTES = 256 * 2**20
@@ -41,7 +42,7 @@ def collapsed(logits, labels, loss_fn: str = "softmax"):
 
 
 def collapse_shares(config, checkpoint):
-    """Tidy rows ``(step, metric, value)``: the collapsed share of training and test examples at every checkpoint."""
+    """Tidy rows ``(step, metric, value)``: the collapsed share of the training examples at every checkpoint."""
     import pandas as pd
     import torch
 
@@ -54,7 +55,7 @@ def collapse_shares(config, checkpoint):
     model = build_model(config.model, config.task.p)
     rows = []
     with torch.no_grad():
-        for split, x, y in (("train", task.train_x, task.train_y), ("test", task.test_x, task.test_y)):
+        for split, x, y in (("train", task.train_x, task.train_y),):
             chunk = max(1, int(_MAX_PASS_BYTES // (4 * x.shape[0] * config.task.p * 4)))
             shares = []
             for start in range(0, len(steps), chunk):
@@ -68,7 +69,7 @@ def collapse_shares(config, checkpoint):
 def plant_collapse(cfg, steps, progress, rng) -> dict:
     """What synthetic tables plant for ``collapse``: a plain softmax run without weight decay collapses on the
     examples it has fitted and not generalised from (share = fit x (1 - gen)); StableMax, ⊥Grad and weight decay
-    keep the margins finite (share 0). The test examples are never collapsed (they are mostly wrong).
+    keep the margins finite (share 0).
 
     A simplification for the conformance checks: real runs with a little decay can collapse too (the quick
     pilots at wd 0.03 reached 0.97-0.99, and Grokfast at wd 0.1 raised the share by 0.85); I3's calibration
@@ -77,16 +78,16 @@ def plant_collapse(cfg, steps, progress, rng) -> dict:
     fit, gen = np.asarray(progress["fit"], float), np.asarray(progress["gen"], float)
     prone = o.weight_decay == 0 and o.loss_fn == "softmax" and not o.orthograd
     share = fit * (1 - gen) if prone else np.zeros_like(fit)
-    return {"collapse_train_frac": share, "collapse_test_frac": np.zeros_like(fit)}
+    return {"collapse_train_frac": share}
 
 
 def _compute(config, checkpoint, logged):
     return collapse_shares(config, checkpoint)
 
 
-#: Softmax collapse as a stored probe (read by the interventions family's P2). Version 2: a StableMax run's
-#: own loss is measured (version 1 measured softmax's on every run).
+#: Softmax collapse as a stored probe (read by the interventions family's I3 and I4). Version 2: a StableMax
+#: run's own loss is measured (version 1 measured softmax's on every run), training examples only.
 COLLAPSE = register_probe(Probe(
     name="collapse", version=2, metrics=COLLAPSE_METRICS, compute=_compute, plant=plant_collapse,
-    description="share of training and test examples whose float32 cross-entropy loss is exactly zero "
+    description="share of training examples whose float32 cross-entropy loss is exactly zero "
                 "(softmax collapse, Prieto et al. 2025), at every checkpoint"))
