@@ -120,20 +120,3 @@ def test_a_step_costs_key_is_what_changes_a_steps_cost():
                   {"fixed_norm": 1.5}):
         assert cost_key(make_run_config({"max_steps": 100, **other}), 2) != cost_key(base, 2), other
     assert cost_key(base, 4) != cost_key(base, 2)
-
-
-def test_with_measured_rates_the_costliest_ensemble_comes_first_whatever_its_budget():
-    """A transformer with a short budget but a slow step must start first, or it is the tail that leaves a worker
-    idle (quick `study all` started its circuits transformers last)."""
-    from grokking_theories.execution.throughput import StepCost
-
-    slow = make_run_config({"max_steps": 1000, "arch": "transformer", "seed": 0})
-    fast = [make_run_config({"max_steps": 5000, "seed": s}) for s in range(2)]
-
-    class Rates(_FakeRates):
-        def cost(self, config, k):
-            return StepCost(step=1e-2 if config.model.arch == "transformer" else 1e-4, evaluate=0.0, memory=0)
-
-    plan = plan_ensembles(fast + [slow], "cpu", max_members=1, rates=Rates())
-    assert plan[0] == [slow]
-    assert plan_ensembles(fast + [slow], "cpu", max_members=1)[-1] == [slow]  # by budget alone it came last

@@ -39,13 +39,11 @@ def plan_ensembles(configs: Sequence[RunConfig], device: str = "cpu",
     runs which stop at similar times train together (a stopped member still
     costs its share of every step until the whole ensemble is done).
 
-    The ensembles come longest first (by their time at the measured step
-    rates when ``rates`` is given, else by the sum of their members' step
+    The ensembles come longest first (by the sum of their members' step
     budgets, a rough cost: runs stop early and shapes differ; the sort is
     stable): with several workers, a long ensemble started last would leave
     the other workers idle at the end (longest-processing-time-first
-    scheduling). In quick ``study all`` the budget sort started the circuits
-    transformers (5,000 steps at ~1/10 of an MLP ensemble's rate) last.
+    scheduling).
     """
     groups: dict[tuple, list[RunConfig]] = defaultdict(list)
     for cfg in configs:
@@ -67,9 +65,6 @@ def plan_ensembles(configs: Sequence[RunConfig], device: str = "cpu",
         members = sorted(members, key=lambda c: (c.optim.fixed_norm is not None, c.optim.weight_decay,
                                                  c.optim.lr, c.model.alpha, c.optim.fixed_norm or 0.0, c.seed))
         plan.extend(members[i:i + size] for i in range(0, len(members), size))
-    if rates is not None:  # longest first by measured cost: a slow transformer started last leaves one worker idle
-        from .throughput import ensemble_seconds
-        return sorted(plan, key=lambda group: -ensemble_seconds(group, rates))
     return sorted(plan, key=lambda group: -sum(c.budget.max_steps for c in group))
 
 
