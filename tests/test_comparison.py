@@ -17,7 +17,8 @@ from grokking_theories.theories.planted import run_frame, concat
 
 def test_study_all_is_the_deduplicated_union_of_its_members():
     composite = load_study("all", "quick")
-    assert list(composite.members) == ["weight_decay", "circuits", "omnigrok", "double_descent", "sharpness"]
+    assert list(composite.members) == ["weight_decay", "circuits", "omnigrok", "double_descent", "sharpness",
+                                       "interventions"]
     union = {c.run_id for m in composite.members.values() for c in m.configs}
     ids = [c.run_id for c in composite.configs]
     assert len(ids) == len(set(ids)) == len(union)
@@ -25,7 +26,8 @@ def test_study_all_is_the_deduplicated_union_of_its_members():
     assert {a.name.split("/")[0] for a in composite.arms} == set(composite.members)
     assert composite.run_sets() == {name: [c.run_id for c in m.configs] for name, m in composite.members.items()}
     # each family sits at the study that declares its runs, in include order
-    assert composite.families == ["weight_decay", "circuits", "goldilocks", "double_descent", "sharpness"]
+    assert composite.families == ["weight_decay", "circuits", "goldilocks", "double_descent", "sharpness",
+                                  "interventions"]
 
 
 def _write(tmp_path, text: str):
