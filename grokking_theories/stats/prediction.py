@@ -262,8 +262,10 @@ class Design:
                 if present:
                     sub = sub[sub[col] == present[0]]
                     continue
-                counts = sub.groupby(col)["run_id"].nunique()
-                sub = sub[sub[col] == counts[counts == counts.max()].index.min()]
+                if col in TASK_HELD and sub[col].nunique() <= 1:
+                    continue  # one task already (the common case; a categorical column has no order to take)
+                counts = sub.groupby(col, observed=True)["run_id"].nunique()
+                sub = sub[sub[col] == min(counts[counts == counts.max()].index.tolist())]
         if sub.empty:
             return sub, [f"primary design absent: no run matches {self.describe()!r}"]
         problems = []
