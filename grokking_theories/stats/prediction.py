@@ -200,9 +200,8 @@ class Design:
     def describe(self) -> str:
         """The design in words, as the report's 'run filter' column shows it."""
         parts = [self.runs or "every run"]
-        if self.plain:
-            parts.append(" and ".join(f"{c} == {v!r}" for c, v in self.plain.items()))
-        parts += [f"{c} held at its most common level" for c in TASK_HELD if c not in self.hold]
+        if self.about:  # the other interventions are held plain in every design (docs: interventions)
+            parts.append(f"about {', '.join(self.about)}; the other interventions plain")
         parts += [f"{c} held at {' or '.join(map(str, self.prefer[c]))} where present, else at its most common level"
                   if c in self.prefer else f"{c} held at its most common level" for c in self.hold]
         parts += [f">= {n} levels of {c}" for c, n in self.levels.items()]
